@@ -1,0 +1,13 @@
+"""Load the caching addon into mitmproxy: `mitmdump -s addons/cache.py --mode reverse:URL`.
+
+mitmproxy puts this file's folder on sys.path while loading it, so the package beside it imports
+without installation. Options: `--set cache_dir=...`, `--set cache_default_ttl=...` (see
+`mitmdump -s addons/cache.py --options`).
+"""
+
+from caching_proxy import error_page
+from caching_proxy.addon import CacheAddon
+
+error_page.install()
+
+addons = [CacheAddon()]

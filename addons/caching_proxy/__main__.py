@@ -1,0 +1,3 @@
+from caching_proxy.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,49 @@
+"""The stored response: what the origin sent, plus what the policy worked out once at store time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from caching_proxy.policy import StoredMeta, serve_headers
+
+RawHeaders = tuple[tuple[bytes, bytes], ...]
+
+# Fields the cache writes itself on every response it serves; a stored copy would be stale (Age)
+# or would repeat another cache's verdict (X-Cache).
+_PER_RESPONSE_FIELDS = frozenset({"age", "x-cache"})
+
+
+def encode_headers(headers: list[tuple[str, str]]) -> RawHeaders:
+    return tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers)
+
+
+def decode_headers(headers: RawHeaders | list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
+
+
+@dataclass(slots=True)
+class Entry:
+    url: str
+    status: int
+    reason: bytes
+    headers: RawHeaders  # as the origin sent them, less hop-by-hop and private="..." fields
+    body: bytes
+    meta: StoredMeta
+    vary_values: tuple[str, ...] = ()
+    # The header list of a hit, built once at store time instead of on every request.
+    hit_headers: RawHeaders = field(default=())
+
+    def __post_init__(self) -> None:
+        if not self.hit_headers:
+            self.hit_headers = self.served_headers(revalidated=False)
+
+    def text_headers(self) -> list[tuple[str, str]]:
+        return decode_headers(self.headers)
+
+    def served_headers(self, revalidated: bool) -> RawHeaders:
+        kept = serve_headers(self.text_headers(), self.meta, revalidated=revalidated)
+        return encode_headers([(k, v) for k, v in kept if k.lower() not in _PER_RESPONSE_FIELDS])
+
+    @property
+    def size(self) -> int:
+        return len(self.body) + sum(len(k) + len(v) for k, v in self.headers)

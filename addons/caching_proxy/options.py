@@ -1,0 +1,104 @@
+"""The addon's mitmproxy options: declared once, read into the policy's configuration."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from mitmproxy.utils import human
+
+from caching_proxy.policy import CacheConfig
+
+CACHE_NAME = "caching-proxy"
+
+
+def default_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(base) / "caching-proxy")
+
+
+# name, type, default, help. Declared through mitmproxy's option system so `--set`, mitmproxy's
+# config.yaml and mitmweb's option editor all see them.
+OPTIONS: tuple[tuple[str, type, Any, str], ...] = (
+    ("cache_dir", str, default_cache_dir(), "Folder of the response store (diskcache)."),
+    (
+        "cache_size",
+        str,
+        "1g",
+        "Upper bound of the store on disk (e.g. 500m, 1g); least recently used entries are "
+        "evicted past it.",
+    ),
+    (
+        "cache_default_ttl",
+        int,
+        300,
+        "Seconds a response without explicit freshness (and without Last-Modified) stays fresh. "
+        "0: such responses are never reused without asking the origin.",
+    ),
+    (
+        "cache_heuristic_fraction",
+        str,
+        "0.1",
+        "Fraction of (Date - Last-Modified) used as the lifetime of a response without explicit "
+        "freshness (RFC 9111 4.2.2).",
+    ),
+    (
+        "cache_heuristic_max",
+        int,
+        86400,
+        "Upper bound in seconds of a heuristic lifetime.",
+    ),
+    (
+        "cache_set_cookie",
+        bool,
+        False,
+        "Store responses that carry Set-Cookie (nginx and Varnish do not by default).",
+    ),
+    (
+        "cache_cookie_requests",
+        bool,
+        False,
+        "Answer and store requests that carry Cookie (Varnish passes them by default).",
+    ),
+    (
+        "cache_targeted_fields",
+        str,
+        "CDN-Cache-Control",
+        "RFC 9213 targeted cache-control fields this cache obeys over Cache-Control, highest "
+        "precedence first, comma separated.",
+    ),
+    (
+        "cache_keep_stale",
+        int,
+        86400,
+        "Seconds a stale response is kept past its freshness: to be revalidated with a conditional "
+        "request instead of fetched again, or served where max-stale or stale-if-error allow.",
+    ),
+)
+
+
+def config_from(options: Any) -> CacheConfig:
+    fraction = float(options.cache_heuristic_fraction)
+    if not 0 <= fraction <= 1:
+        raise ValueError("cache_heuristic_fraction must be between 0 and 1")
+    if options.cache_default_ttl < 0:
+        raise ValueError("cache_default_ttl must not be negative")
+    fields = tuple(
+        name.strip().lower() for name in options.cache_targeted_fields.split(",") if name.strip()
+    )
+    return CacheConfig(
+        default_ttl=float(options.cache_default_ttl),
+        heuristic_fraction=fraction,
+        heuristic_max=float(options.cache_heuristic_max),
+        cache_set_cookie=options.cache_set_cookie,
+        targeted_fields=fields,
+        cache_cookie_requests=options.cache_cookie_requests,
+    )
+
+
+def size_limit(options: Any) -> int:
+    size = human.parse_size(options.cache_size)
+    if size is None or size <= 0:
+        raise ValueError("cache_size must be a positive size such as 500m or 1g")
+    return size

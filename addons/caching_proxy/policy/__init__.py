@@ -1,0 +1,103 @@
+"""The caching policy of caching-proxy: RFC 9111 for a shared cache, with RFC 5861, 8246, 9211 and
+9213. Pure functions of (request, stored response metadata, now): no mitmproxy, no diskcache, no
+I/O, no clock. Everything a hit needs is computed once at store time into `StoredMeta`.
+
+Modules: fields (header access, HTTP-dates), structured (RFC 8941), directives (Cache-Control,
+Pragma, targeted fields), freshness (4.2), storing (3), lookup (4, 5.2.1, RFC 5861), validation
+(3.2, 4.3), vary (4.1), invalidation (4.4), cache_status (RFC 9211), config.
+
+Why not hishel
+--------------
+hishel 1.4.0 (BSD-3-Clause, classified Alpha) has a sans-I/O core, but it is the private module
+`hishel._core._spec`: a 2100-line state machine over hishel's own Request/Response/Entry models,
+so we would convert every flow into its types and chase a private API across releases. It covers
+a shared cache, s-maxage, Authorization (3.5) and no-cache/private field lists. It lacks RFC 9213
+(no CDN-Cache-Control at all), stale-while-revalidate/stale-if-error (parsed, never acted on;
+stale serving is a single `allow_stale` switch), Vary normalization (raw equality of one field
+line: "gzip,br" != "gzip, br", repeated lines not combined), 4.4 invalidation (unsafe methods are
+just forwarded) and a default TTL (its heuristic is a fixed 10% capped at a week). Those gaps are
+most of what we need, so we write our own small policy.
+
+What the addon should do with it
+--------------------------------
+* Lookup: `bypass_reason()` first (non-GET/HEAD, Range, Cookie). HEAD is answered from the
+  stored GET. `evaluate(parse_request_directives(h), meta, now)` (returns the shared
+  NO_DIRECTIVES when the request has neither Cache-Control nor Pragma).
+* MISS/REVALIDATE: remove the client's CONDITIONAL_REQUEST_FIELDS from the forwarded request (as
+  nginx's proxy_cache does) and add `Lookup.conditional_headers`; then answer the client's own
+  conditionals with `client_not_modified()` / `not_modified_headers()`.
+* After a 304: if `freshen_applies()`, store `freshen_headers(stored, h304, response_time=t)`
+  with metadata from `decide_store()` run on those headers and the revalidation request's
+  headers, with the new request/response times (if that now refuses, e.g. "no-store", serve
+  the validated response this once and delete the entry). If it does not apply, the 304 does
+  not confirm our copy: repeat the request unconditionally.
+* Errors (origin unreachable, 500, 502, 503, 504): `can_serve_stale_on_error()`.
+* Store what `storable_headers()` returns; serve with `serve_headers()`. Age is the addon's.
+* After every non-GET/HEAD exchange: delete each of `invalidation_uris()` (all its variants).
+* Forward CDN-Cache-Control, Cache-Control and Expires untouched (see directives.py).
+"""
+
+from .cache_status import cache_status
+from .config import CacheConfig
+from .directives import (
+    NO_DIRECTIVES,
+    RequestDirectives,
+    ResponseDirectives,
+    parse_request_directives,
+    response_directives,
+)
+from .fields import Headers, field_values, format_http_date, parse_http_date
+from .invalidation import SAFE_METHODS, invalidation_uris, normalize_url
+from .lookup import (
+    CONDITIONAL_REQUEST_FIELDS,
+    Action,
+    Lookup,
+    bypass_reason,
+    can_serve_stale_on_error,
+    evaluate,
+    serve_headers,
+)
+from .storing import StoreDecision, StoredMeta, decide_store, storable_headers
+from .validation import (
+    client_not_modified,
+    freshen_applies,
+    freshen_from_head,
+    freshen_headers,
+    not_modified_headers,
+)
+from .vary import ABSENT, vary_key
+
+__all__ = [
+    "ABSENT",
+    "CONDITIONAL_REQUEST_FIELDS",
+    "NO_DIRECTIVES",
+    "SAFE_METHODS",
+    "Action",
+    "CacheConfig",
+    "Headers",
+    "Lookup",
+    "RequestDirectives",
+    "ResponseDirectives",
+    "StoreDecision",
+    "StoredMeta",
+    "bypass_reason",
+    "cache_status",
+    "can_serve_stale_on_error",
+    "client_not_modified",
+    "decide_store",
+    "evaluate",
+    "field_values",
+    "format_http_date",
+    "freshen_applies",
+    "freshen_from_head",
+    "freshen_headers",
+    "invalidation_uris",
+    "normalize_url",
+    "not_modified_headers",
+    "parse_http_date",
+    "parse_request_directives",
+    "response_directives",
+    "serve_headers",
+    "storable_headers",
+    "vary_key",
+]

@@ -1,0 +1,22 @@
+"""Operator settings the policy consults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    # Lifetime when a response has no explicit freshness and no Last-Modified (RFC 9111 4.2.2
+    # leaves the heuristic to the cache; Varnish's default_ttl plays the same role).
+    # 0 = never reuse without asking: such responses are stored only if they carry a validator.
+    default_ttl: float = 300.0
+    # Fraction of (Date - Last-Modified); RFC 9111 4.2.2 suggests no more than 10%.
+    heuristic_fraction: float = 0.1
+    heuristic_max: float = 86400.0
+    # nginx and Varnish do not store responses carrying Set-Cookie by default.
+    cache_set_cookie: bool = False
+    # RFC 9213 target list, highest precedence first, lowercase names.
+    targeted_fields: tuple[str, ...] = ("cdn-cache-control",)
+    # Varnish's builtin VCL passes requests that carry Cookie; so do we by default.
+    cache_cookie_requests: bool = False

@@ -1,0 +1,58 @@
+"""What every store offers the addon and the CLI, whatever holds the bytes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from caching_proxy.entry import Entry
+from caching_proxy.policy import Headers
+
+
+@dataclass(slots=True)
+class VaryIndex:
+    """Stored under a URL whose responses vary: the field names and the variant keys stored."""
+
+    vary: tuple[str, ...]
+    variants: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    entries: int
+    bytes: int
+
+
+def variant_key(url: str, values: tuple[str, ...]) -> str:
+    return f"{url}\x00{values!r}"
+
+
+class Store(Protocol):
+    """A response store shared by every proxy process that opens the same location.
+
+    Each call is atomic on its own; `put` and `delete_url` keep a URL's variants consistent.
+    Errors of the medium (disk, network) surface as OSError or the backend's own error, which the
+    addon turns into pass-through.
+    """
+
+    location: str
+
+    def lookup(self, url: str, request_headers: Headers) -> Entry | None:
+        """The stored response for `url` whose Vary-selected fields match the request."""
+
+    def has_url(self, url: str) -> bool:
+        """Whether anything (a response or a Vary index) is stored under `url`."""
+
+    def put(self, entry: Entry, expire: float) -> None:
+        """Store `entry` for `expire` seconds, replacing the responses it supersedes."""
+
+    def delete_url(self, url: str) -> int:
+        """Remove every stored response for `url`; how many there were."""
+
+    def clear(self) -> Usage:
+        """Remove everything; what was removed."""
+
+    def usage(self) -> Usage:
+        """How many responses are stored, and their size."""
+
+    def close(self) -> None: ...

@@ -1,0 +1,110 @@
+"""Stored responses on disk, shared by every process that opens the same folder.
+
+Built on diskcache: each get, set and delete is atomic and safe across threads and processes
+(SQLite in WAL mode underneath), so a proxy, a second proxy and a `--clear-cache` command may use
+one folder at once. The size bound and least-recently-used eviction are diskcache's own.
+
+Layout: the primary key is the URL. A response without Vary is stored right under it, so a hit is
+one read. A response with Vary puts a `VaryIndex` under the URL (the field names and the variants
+stored) and each variant under `URL NUL repr(secondary key)` (RFC 9111 4.1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import diskcache
+
+from caching_proxy.entry import Entry
+from caching_proxy.policy import Headers, vary_key
+from caching_proxy.store.base import Usage, VaryIndex, variant_key
+
+DEFAULT_SIZE_LIMIT = 1 << 30
+
+
+class DiskStore:
+    def __init__(self, directory: str, size_limit: int = DEFAULT_SIZE_LIMIT) -> None:
+        self.location = directory
+        self._cache = diskcache.Cache(
+            directory,
+            size_limit=size_limit,
+            eviction_policy="least-recently-used",
+        )
+
+    def close(self) -> None:
+        self._cache.close()
+
+    def lookup(self, url: str, request_headers: Headers) -> Entry | None:
+        """The stored response that matches this request, or None."""
+        found = self._cache.get(url)
+        if isinstance(found, Entry):
+            return found
+        if isinstance(found, VaryIndex):
+            variant = self._cache.get(variant_key(url, vary_key(found.vary, request_headers)))
+            if isinstance(variant, Entry):
+                return variant
+        return None
+
+    def has_url(self, url: str) -> bool:
+        return url in self._cache
+
+    def put(self, entry: Entry, expire: float) -> None:
+        """Store `entry` for `expire` seconds, replacing whatever it supersedes.
+
+        A response with a different Vary than the stored ones replaces all of them: they were
+        selected by fields the origin no longer varies on.
+        """
+        url = entry.url
+        with self._cache.transact():
+            old = self._cache.get(url)
+            if entry.meta.vary:
+                key = variant_key(url, entry.vary_values)
+                if isinstance(old, VaryIndex) and old.vary == entry.meta.vary:
+                    index = old
+                else:
+                    self._drop_variants(old)
+                    index = VaryIndex(entry.meta.vary)
+                index.variants.add(key)
+                self._cache.set(key, entry, expire=expire)
+                self._cache.set(url, index)
+            else:
+                self._drop_variants(old)
+                self._cache.set(url, entry, expire=expire)
+
+    def delete_url(self, url: str) -> int:
+        """Remove every stored response for `url` (all variants); returns how many there were."""
+        with self._cache.transact():
+            old = self._cache.get(url)
+            removed = self._drop_variants(old)
+            if isinstance(old, Entry):
+                removed += 1
+            self._cache.delete(url)
+        return removed
+
+    def clear(self) -> Usage:
+        before = self.usage()
+        self._cache.clear()
+        return before
+
+    def usage(self) -> Usage:
+        """How many responses are stored and their size (headers and bodies)."""
+        entries = size = 0
+        for value in self._values():
+            if isinstance(value, Entry):
+                entries += 1
+                size += value.size
+        return Usage(entries, size)
+
+    def _values(self) -> Iterator[Any]:
+        for key in list(self._cache.iterkeys()):
+            value = self._cache.get(key)
+            if value is not None:
+                yield value
+
+    def _drop_variants(self, old: object) -> int:
+        removed = 0
+        if isinstance(old, VaryIndex):
+            for key in old.variants:
+                removed += int(self._cache.delete(key))
+        return removed

@@ -1,0 +1,391 @@
+"""scripts/bench: measures caching-proxy against plain mitmdump, the origin and a naive Flask cache.
+
+Everything runs on this machine in one go: an origin (nginx, or a Python stand-in), plain
+`mitmdump --mode reverse:ORIGIN` with no addon (its flow log goes to a file), caching-proxy
+processes with their own stores, and the naive Flask cache under Flask's development server and
+under gunicorn. Rows are measured round-robin (round 1 of every row, then round 2, ...) so that a
+slow spell on the machine touches every row alike; each row reports the median of its rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from benchmark import loadgen, origin, servers
+from benchmark.loadgen import Load, Result
+
+SCRIPTS = Path(__file__).resolve().parent.parent
+ROOT = SCRIPTS.parent
+BIN = Path(sys.executable).parent
+SMALL_KEYS = 10  # entries in the small stores
+NOT_CACHES = frozenset({"origin", "mitmdump"})  # no X-Cache header: no HIT % to show
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str  # named by targets()
+    label: str
+    target: str  # a Server's name
+    load: Load
+    size: str  # "1 KB" or "44 KB": the mitmdump row it is compared with
+
+
+@dataclass
+class Measured:
+    row: Row
+    results: list[Result] = field(default_factory=list)
+    skipped: str = ""
+
+    def median(self, value: Callable[[Result], float]) -> float:
+        return statistics.median(value(r) for r in self.results)
+
+    @property
+    def rate(self) -> float:
+        return self.median(lambda r: r.rate) if self.results else 0.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    runs: int
+    seconds: int  # wrk takes whole seconds
+    warmup: int
+    entries: int
+    use_wrk: bool
+    threads: int
+    connections: int
+
+
+def rows(entries: int) -> list[Row]:
+    return [
+        Row("origin", "origin directly", "origin", Load("fixed", "/b1k/x"), "1 KB"),
+        Row("mitmdump1k", "plain mitmdump pass-through", "mitmdump", Load("fixed", "/b1k/x"),
+            "1 KB"),
+        Row("mitmdump44k", "plain mitmdump pass-through", "mitmdump", Load("fixed", "/b44k/x"),
+            "44 KB"),
+        Row("hit1k", f"caching-proxy hit, {SMALL_KEYS} entries", "proxy",
+            Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
+        Row("hit44k", "caching-proxy hit, 1 URL", "proxy", Load("fixed", "/b44k/x"), "44 KB"),
+        Row("hitfull", f"caching-proxy hit, {entries:,} entries", "proxy-full",
+            Load("random", "/b1k/f", entries), "1 KB"),
+        Row("miss", "caching-proxy miss: a new URL every request (stored)", "proxy-miss",
+            Load("unique", "/b1k/m"), "1 KB"),
+        Row("nostore", "caching-proxy miss: no-store response (not stored)", "proxy-miss",
+            Load("fixed", "/nostore/x"), "1 KB"),
+        Row("workers2", f"caching-proxy --workers 2 hit, {SMALL_KEYS} entries", "proxy-workers2",
+            Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
+        Row("flaskdev", "naive Flask cache, Flask dev server", "flask-dev",
+            Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
+        Row("gunicorn", "naive Flask cache, gunicorn -w 2", "flask-gunicorn",
+            Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
+    ]
+
+
+# -- the machine and the versions -------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def command_output(command: list[str]) -> str:
+    """What `command` printed (nginx -v writes to stderr), or "" when it failed."""
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=30)
+    except OSError:
+        return ""
+    return (done.stdout + done.stderr).strip() if done.returncode == 0 else ""
+
+
+def header(settings: Settings, origin_kind: str) -> list[str]:
+    from mitmproxy.version import VERSION as MITMPROXY
+
+    commit = command_output(["git", "describe", "--always", "--dirty"]) or "(no commit)"
+    load = (f"wrk {loadgen.wrk_version()}, {settings.threads} threads" if settings.use_wrk
+            else "Python load generator (wrk missing; it takes more of the shared CPU than wrk)")
+    return [
+        f"caching-proxy benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+        f"caching-proxy {commit}",
+        f"machine: {os.cpu_count()} cores ({cpu_model()}), {platform.system()} "
+        f"{platform.release()}; Python {platform.python_version()}; mitmproxy {MITMPROXY}",
+        f"origin: {origin_kind}; load: {load}, {settings.connections} connections, "
+        f"{settings.seconds:g} s per run after {settings.warmup:g} s warm-up, median of "
+        f"{settings.runs} run(s) per row, rows interleaved; origin, proxy and load generator "
+        "share the cores",
+    ]
+
+
+# -- the servers ------------------------------------------------------------------------------
+
+
+def has_workers_option() -> bool:
+    return "--workers" in command_output([str(BIN / "caching-proxy"), "--help"])
+
+
+def server_commands(work: Path, origin_url: str) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """NAME: (command with {port}, extra environment) of every server but the origin."""
+    def proxy(name: str, *extra: str) -> list[str]:
+        return [str(BIN / "caching-proxy"), "--port", "{port}", "--origin", origin_url,
+                "--cache-dir", str(work / f"cache-{name}"), *extra]
+
+    naive = {"NAIVE_ORIGIN": origin_url}
+    commands = {
+        "mitmdump": ([str(BIN / "mitmdump"), "--mode", f"reverse:{origin_url}",
+                      "--listen-host", "127.0.0.1", "--listen-port", "{port}"], {}),
+        "proxy": (proxy("proxy"), {}),
+        "proxy-full": (proxy("full"), {}),
+        "proxy-miss": (proxy("miss"), {}),
+        "flask-dev": ([sys.executable, "-m", "benchmark.naive_flask", "--port", "{port}"], naive),
+        "flask-gunicorn": ([str(BIN / "gunicorn"), "-w", "2", "-b", "127.0.0.1:{port}",
+                            "--pythonpath", str(SCRIPTS), "benchmark.naive_flask:app"], naive),
+    }
+    if has_workers_option():
+        commands["proxy-workers2"] = (proxy("workers2", "--workers", "2"), {})
+    return commands
+
+
+def start_origin(work: Path) -> tuple[servers.Server, str]:
+    port = servers.free_port()
+    command = origin.nginx_command(work / "nginx", port)
+    if command is not None:
+        kind = command_output([command[0], "-v"]).replace("nginx version: ", "") + ", 1 worker"
+    else:
+        command = [sys.executable, "-m", "benchmark.origin", "--port", str(port)]
+        kind = "Python asyncio server (nginx not installed)"
+    server = servers.Server("origin", command, port, work).start()
+    status, _ = servers.get(port, "/b1k/x")
+    if status != 200:
+        raise RuntimeError(f"origin answered {status} for /b1k/x")
+    return server, kind
+
+
+def start_all(work: Path, origin_url: str, notes: list[str]) -> dict[str, servers.Server]:
+    started: dict[str, servers.Server] = {}
+    for name, (command, env) in server_commands(work, origin_url).items():
+        port = servers.free_port()
+        command = [part.replace("{port}", str(port)) for part in command]
+        try:
+            started[name] = servers.Server(name, command, port, work, env).start()
+        except RuntimeError as e:
+            notes.append(f"{name} did not start: {e}")
+    return started
+
+
+def prefill(started: dict[str, servers.Server], notes: list[str]) -> None:
+    """Stores the small sets; a second request for one URL must then be a HIT."""
+    paths = [f"/b1k/h{i}" for i in range(SMALL_KEYS)] + ["/b44k/x"]
+    for name in ("proxy", "proxy-workers2", "flask-dev", "flask-gunicorn"):
+        server = started.get(name)
+        if server is None:
+            continue
+        # gunicorn's workers each keep their own dict: ask often enough to reach both.
+        answers = [servers.get(server.port, path) for _ in range(4) for path in paths]
+        first, again = answers[0], answers[len(paths)]
+        notes.append(f"{name}: GET /b1k/h0 answered {first[0]} X-Cache: {first[1] or '-'}, "
+                     f"then {again[0]} X-Cache: {again[1] or '-'}")
+
+
+# -- measuring --------------------------------------------------------------------------------
+
+
+class Runner:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.runs = 0  # numbers the prefixes of `unique` loads, so no URL repeats across runs
+
+    def run(self, server: servers.Server, load: Load, seconds: int) -> Result:
+        self.runs += 1
+        if load.mode == "unique":
+            load = Load(load.mode, f"{load.prefix}{self.runs}-")
+        s = self.settings
+        return loadgen.run(server.url, load, seconds, use_wrk=s.use_wrk, threads=s.threads,
+                           connections=s.connections)
+
+    def measure(self, server: servers.Server, load: Load) -> Result:
+        if self.settings.warmup > 0:
+            self.run(server, load, self.settings.warmup)
+        return self.run(server, load, self.settings.seconds)
+
+    def walk(self, server: servers.Server, prefix: str, count: int) -> Result:
+        """GET PREFIX0 .. PREFIX{count-1} once each (about: wrk stops per thread)."""
+        # Long enough for a slow miss path; a walk ends at its limit, not at this bound.
+        return self.run(server, Load("walk", prefix, limit=count), max(600, count // 50))
+
+
+def progress(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def describe(result: Result) -> str:
+    return (f"{result.rate:,.0f} req/s, p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms, "
+            f"{result.hits:,} hits of {result.responses:,}")
+
+
+# -- the report -------------------------------------------------------------------------------
+
+
+def ratio(value: float, base: float) -> float:
+    return value / base if base else 0.0
+
+
+def table(measured: list[Measured]) -> list[str]:
+    base = {m.row.size: m.rate for m in measured if m.row.target == "mitmdump" and m.results}
+    lines = [
+        "| case | body | req/s | p50 ms | p99 ms | vs mitmdump | runs (req/s) | HIT % | errors |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |",
+    ]
+    for m in measured:
+        if not m.results:
+            lines.append(f"| {m.row.label} | {m.row.size} | skipped: {m.skipped} |"
+                         " | | | | | |")
+            continue
+        responses = sum(r.responses for r in m.results)
+        hits = (f"{100 * sum(r.hits for r in m.results) / responses:.0f}"
+                if responses and m.row.target not in NOT_CACHES else "-")
+        errors = sum(r.errors + r.non200 for r in m.results)
+        runs = " / ".join(f"{r.rate:,.0f}" for r in m.results)
+        vs = ratio(m.rate, base.get(m.row.size, 0.0))
+        lines.append(
+            f"| {m.row.label} | {m.row.size} | {m.rate:,.0f} | {m.median(lambda r: r.p50_ms):.1f}"
+            f" | {m.median(lambda r: r.p99_ms):.1f} | {vs:.2f}x | {runs} | {hits} | {errors} |"
+        )
+    return lines
+
+
+def targets(by_target: dict[str, float], rss_growth: float | None) -> list[str]:
+    """The issue's targets, checked against this run's numbers."""
+    def check(name: str, value: float | None, goal: float, higher: bool, unit: str = "x") -> str:
+        """unit "x": a ratio that must reach `goal` (higher) or stay under it; "%": a change."""
+        if value is None:
+            return f"| {name} | not measured | |"
+        met = value >= goal if higher else value < goal
+        shown = f"{value:+.1f}%" if unit == "%" else f"{value:.2f}x"
+        return f"| {name} | {shown} | {'yes' if met else 'NO'} |"
+
+    def r(a: str, b: str) -> float | None:
+        return by_target[a] / by_target[b] if by_target.get(a) and by_target.get(b) else None
+
+    return [
+        "| target | this run | met |",
+        "| --- | ---: | --- |",
+        check("hit 1 KB >= 2.5x plain mitmdump", r("hit1k", "mitmdump1k"), 2.5, True),
+        check("hit 44 KB >= 2.5x plain mitmdump (44 KB)", r("hit44k", "mitmdump44k"), 2.5, True),
+        check("miss (new URL) >= 0.9x plain mitmdump", r("miss", "mitmdump1k"), 0.9, True),
+        check("miss (no-store) >= 0.9x plain mitmdump", r("nostore", "mitmdump1k"), 0.9, True),
+        check("hit with many entries >= 0.9x hit with 10", r("hitfull", "hit1k"), 0.9, True),
+        check("RSS growth over the hit walk < 10%", rss_growth, 10.0, False, "%"),
+        check("--workers 2 >= 1.6x one worker", r("workers2", "hit1k"), 1.6, True),
+        check("one worker > naive Flask dev server", r("hit1k", "flaskdev"), 1.0, True),
+        check("--workers 2 > naive gunicorn -w 2", r("workers2", "gunicorn"), 1.0, True),
+    ]
+
+
+# -- main -------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=int, default=3, help="runs per row; the median is reported "
+                   "(default 3)")
+    p.add_argument("--seconds", type=int, default=5, help="length of a run (default 5)")
+    p.add_argument("--warmup", type=int, default=1,
+                   help="unmeasured load before each run (default 1)")
+    p.add_argument("--entries", type=int, default=100_000,
+                   help="entries stored for the large-store row and requests of the RSS walk "
+                   "(default 100000)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke test, about a minute: 1 run of 2 s per row, 5,000 entries")
+    p.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto",
+                   help="load generator (default: wrk when installed)")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the work folder (stores, server logs) and print its path")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.runs, args.seconds, args.warmup, args.entries = 1, 2, 1, 5_000
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    use_wrk = args.loadgen == "wrk" or (args.loadgen == "auto" and loadgen.wrk_path() is not None)
+    if use_wrk and loadgen.wrk_path() is None:
+        print("scripts/bench: wrk is not installed", file=sys.stderr)
+        return 2
+    settings = Settings(args.runs, args.seconds, args.warmup, args.entries, use_wrk,
+                        threads=2, connections=32)
+    work = Path(tempfile.mkdtemp(prefix="caching-proxy-bench-"))
+    work.chmod(0o755)  # nginx's worker process drops root privileges and reads its files here
+    notes: list[str] = []
+    started: dict[str, servers.Server] = {}
+    # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so the servers are stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        origin_server, origin_kind = start_origin(work)
+        started["origin"] = origin_server
+        lines = header(settings, origin_kind)
+        progress("\n".join(lines))
+        started.update(start_all(work, origin_server.url, notes))
+        prefill(started, notes)
+        runner = Runner(settings)
+        rss: dict[str, int] = {}
+        full = started.get("proxy-full")
+        if full is not None:
+            rss["start"] = full.rss_kib()
+            fill = runner.walk(full, "/b1k/f", settings.entries)
+            rss["filled"] = full.rss_kib()
+            notes.append(f"store filled through the proxy with {settings.entries:,} misses: "
+                         f"{describe(fill)}")
+            progress(notes[-1])
+        measured = [Measured(row) for row in rows(settings.entries)]
+        for m in measured:
+            if m.row.target not in started:
+                m.skipped = ("no --workers option in caching-proxy --help yet"
+                             if m.row.target == "proxy-workers2" else f"{m.row.target} not running")
+        for round_ in range(settings.runs):
+            for m in measured:
+                if m.skipped:
+                    continue
+                result = runner.measure(started[m.row.target], m.row.load)
+                m.results.append(result)
+                progress(f"round {round_ + 1}/{settings.runs}: {m.row.label}: {describe(result)}")
+        rss_growth = None
+        if full is not None:
+            rss["before walk"] = full.rss_kib()
+            walk = runner.walk(full, "/b1k/f", settings.entries)
+            rss["after walk"] = full.rss_kib()
+            rss_growth = 100 * (rss["after walk"] - rss["before walk"]) / rss["before walk"]
+            notes.append(f"hit walk over the {settings.entries:,} stored URLs: {describe(walk)}")
+            notes.append("RSS of the proxy with the large store: " + ", ".join(
+                f"{k} {v / 1024:.1f} MiB" for k, v in rss.items())
+                + f"; growth over the hit walk {rss_growth:+.1f}%")
+        rates = {m.row.key: m.rate for m in measured}
+        print("\n".join([*lines, "", *table(measured), "", *targets(rates, rss_growth), "",
+                         *(f"- {note}" for note in notes)]))
+    except KeyboardInterrupt:
+        print("scripts/bench: interrupted", file=sys.stderr)
+        return 130
+    except RuntimeError as e:
+        print(f"scripts/bench: {e}", file=sys.stderr)
+        return 1
+    finally:
+        for server in reversed(started.values()):
+            server.stop()
+        if args.keep:
+            print(f"work folder kept: {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
