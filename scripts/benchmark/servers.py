@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -67,10 +68,13 @@ class Server:
         text = self.log.read_text(errors="replace").strip().splitlines()
         return " | ".join(text[-lines:])
 
-    def rss_kib(self) -> int:
-        """Resident memory of the process and all its descendants (workers), in KiB."""
+    def memory(self) -> Memory:
+        """Resident memory of the process and all its descendants (workers)."""
         assert self.process is not None
-        return sum(rss_kib(pid) for pid in process_tree(self.process.pid))
+        total = Memory(0, 0, 0)
+        for pid in process_tree(self.process.pid):
+            total = total + memory(pid)
+        return total
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -102,11 +106,29 @@ def process_tree(root: int) -> list[int]:
     return tree
 
 
-def rss_kib(pid: int) -> int:
+@dataclass(frozen=True)
+class Memory:
+    """Resident KiB: all, anonymous (the heap), file-backed (e.g. SQLite's memory-mapped pages)."""
+
+    rss: int
+    anon: int
+    file: int
+
+    def __add__(self, other: Memory) -> Memory:
+        return Memory(self.rss + other.rss, self.anon + other.anon, self.file + other.file)
+
+    def __str__(self) -> str:
+        return (f"{self.rss / 1024:.1f} MiB (anon {self.anon / 1024:.1f}, "
+                f"file {self.file / 1024:.1f})")
+
+
+def memory(pid: int) -> Memory:
+    fields = {}
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "RssAnon", "RssFile"):
+                fields[name] = int(value.split()[0])
     except OSError:
         pass
-    return 0
+    return Memory(fields.get("VmRSS", 0), fields.get("RssAnon", 0), fields.get("RssFile", 0))
