@@ -72,7 +72,7 @@ class CacheAddon:
     def __init__(self) -> None:
         self.store: Store | None = None
         self.config = CacheConfig()
-        self._store_key: tuple[str, int] | None = None
+        self._store_key: tuple[str, int, int] | None = None
         self._store_warned = False
 
     # -- configuration -------------------------------------------------------------------------
@@ -84,14 +84,15 @@ class CacheAddon:
     def configure(self, updated: set[str]) -> None:
         try:
             self.config = opts.config_from(ctx.options)
-            key = (ctx.options.cache_dir, opts.size_limit(ctx.options))
+            key = (ctx.options.cache_dir, opts.size_limit(ctx.options),
+                   ctx.options.cache_lru_interval)
         except ValueError as e:
             raise exceptions.OptionsError(str(e)) from e
         if key != self._store_key:
             if self.store is not None:
                 self.store.close()
             try:
-                self.store = open_store(key[0], size_limit=key[1])
+                self.store = open_store(key[0], size_limit=key[1], lru_interval=key[2])
             except STORE_ERRORS as e:
                 raise exceptions.OptionsError(f"cannot open cache folder {key[0]}: {e}") from e
             self._store_key = key
@@ -231,23 +232,23 @@ class CacheAddon:
         matches it (RFC 9110 13.1)."""
         state: FlowState = flow.metadata[META_KEY]
         state.served = True
+        hit = not revalidated
+        # Age, X-Cache and Cache-Status join the prepared list in one go: editing a built
+        # Headers object field by field costs more than the rest of a hit.
+        own = ((b"Age", str(age).encode()), (b"X-Cache", b"HIT" if hit else b"MISS"),
+               (b"Cache-Status", status.encode()))
         has_conditional = any(k.lower() in CONDITIONAL_FIELDS for k, _ in request_headers)
         if has_conditional and client_not_modified(method, request_headers, entry.text_headers()):
-            response = http.Response(
-                b"HTTP/1.1", 304, b"Not Modified",
-                http.Headers(encode_headers(not_modified_headers(
-                    entry.text_headers(), targeted_fields=self.config.targeted_fields))),
-                b"", None, time.time(), None,
-            )
+            fields = encode_headers(not_modified_headers(
+                entry.text_headers(), targeted_fields=self.config.targeted_fields))
+            response = http.Response(b"HTTP/1.1", 304, b"Not Modified", http.Headers(fields + own),
+                                     b"", None, time.time(), None)
         else:
             fields = entry.served_headers(True) if revalidated else entry.hit_headers
             response = http.Response(
-                b"HTTP/1.1", entry.status, entry.reason, http.Headers(fields),
+                b"HTTP/1.1", entry.status, entry.reason, http.Headers(fields + own),
                 b"" if method == "HEAD" else entry.body, None, time.time(), None,
             )
-        response.headers["Age"] = str(age)
-        hit = not revalidated
-        self._mark(response, hit=hit, status=status)
         flow.response = response
         if hit:
             flow.marked = ":floppy_disk:"

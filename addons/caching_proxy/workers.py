@@ -1,0 +1,68 @@
+"""`--workers N`: N proxy processes answering on one port, sharing one store.
+
+The kernel spreads connections over the processes with SO_REUSEPORT, and diskcache is safe for
+several processes on one folder, so each worker is the ordinary single-process proxy; the parent
+only starts them, forwards SIGINT/SIGTERM and stops all when one exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from types import FrameType
+from typing import Any
+
+WORKER_ENV = "CACHING_PROXY_WORKER"
+
+
+def worker_number() -> tuple[int, int] | None:
+    """(this worker, of how many) inside a worker process, else None."""
+    value = os.environ.get(WORKER_ENV)
+    if not value:
+        return None
+    index, _, count = value.partition("/")
+    return int(index), int(count)
+
+
+def share_listening_port() -> None:
+    """Bind the proxy's listening socket with SO_REUSEPORT.
+
+    mitmproxy opens its listener with `asyncio.start_server` and has no option for the flag, so
+    the function is wrapped for this process only.
+    """
+    original = asyncio.start_server
+
+    async def start_server(*args: Any, **kwargs: Any) -> asyncio.Server:
+        kwargs.setdefault("reuse_port", True)
+        return await original(*args, **kwargs)
+
+    asyncio.start_server = start_server  # type: ignore[assignment]
+
+
+def supervise(argv: list[str], count: int) -> int:
+    """Run `count` workers with the same arguments; return the exit code of the first to end."""
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-O", "-m", "caching_proxy", *argv],
+            env={**os.environ, WORKER_ENV: f"{i}/{count}"},
+        )
+        for i in range(1, count + 1)
+    ]
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    pid, status = os.wait()
+    code = os.waitstatus_to_exitcode(status)
+    stop(signal.SIGTERM, None)
+    for child in children:
+        if child.pid != pid:
+            child.wait()
+    return code if code >= 0 else 128 - code

@@ -1,0 +1,42 @@
+"""`--workers N`: N processes on one port (SO_REUSEPORT) sharing one store."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from support.client import fetch
+from support.origin import Origin
+from support.proxy import Proxy, cli
+
+
+def listening_sockets(port: int) -> int:
+    """Sockets in LISTEN state on `port` (state 0A in /proc/net/tcp)."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":
+            count += 1
+    return count
+
+
+def test_two_workers_share_port_and_store(origin: Origin, tmp_path: Path) -> None:
+    origin.route("/w", 200, [("Cache-Control", "max-age=60")], b"shared")
+    with Proxy(origin.url, tmp_path / "cache", "--workers", "2") as proxy:
+        deadline = time.monotonic() + 20
+        while listening_sockets(proxy.port) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert listening_sockets(proxy.port) == 2
+        assert "2 workers" in proxy.output
+        answers = [fetch(proxy.url + "/w") for _ in range(40)]  # a new connection each
+    assert all(a.status == 200 and a.body == b"shared" for a in answers)
+    assert [a.x_cache for a in answers].count("MISS") == 1
+    assert origin.count("/w") == 1
+    assert proxy.proc is not None and proxy.proc.returncode is not None
+
+
+def test_workers_option_is_validated(tmp_path: Path) -> None:
+    result = cli("--workers", "0", "--origin", "http://x", "--cache-dir", str(tmp_path))
+    assert result.returncode == 2 and "invalid worker count 0" in result.stderr
+    result = cli("--workers", "2", "--web", "--origin", "http://x", "--cache-dir", str(tmp_path))
+    assert result.returncode == 2 and "--workers cannot be combined with --web" in result.stderr
