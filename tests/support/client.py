@@ -41,7 +41,7 @@ def fetch(
     timeout: float = 10.0,
 ) -> Response:
     parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
     try:
         target = parts.path or "/"
         if parts.query:
