@@ -28,7 +28,6 @@ from caching_proxy.policy import (
     client_not_modified,
     decide_store,
     evaluate,
-    freshen_applies,
     freshen_headers,
     invalidation_uris,
     not_modified_headers,
@@ -295,15 +294,6 @@ class CacheAddon:
         stale = state.stale
         assert stale is not None and flow.response is not None
         old_headers = stale.text_headers()
-        if not freshen_applies(stale.meta, old_headers, resp_headers):
-            # The 304 names a validator this cache never sent: nothing stored can be trusted.
-            self._delete(state.url)
-            log.warning(f"caching-proxy: origin answered 304 with other validators for {state.url}")
-            flow.response = http.Response.make(
-                502, b"502 Bad Gateway: origin answered 304 for a response it did not validate\n")
-            self._mark(flow.response, hit=False, status=cache_status(
-                opts.CACHE_NAME, hit=False, fwd="stale", fwd_status=304, detail="304-mismatch"))
-            return
         merged = freshen_headers(old_headers, resp_headers, response_time=now, config=self.config)
         decision = decide_store(
             "GET", stale.status, decode_headers(flow.request.headers.fields), merged,

@@ -64,9 +64,23 @@ def test_explicit_only_statuses(status: int) -> None:
     assert decide([FRESH], status=status).store
 
 
-@pytest.mark.parametrize("status", [100, 201, 206, 304, 400, 403, 500, 502, 503, 599])
-def test_other_statuses_are_never_stored(status: int) -> None:
+@pytest.mark.parametrize("status", [100, 206, 304, 600])
+def test_non_final_partial_and_304_are_never_stored(status: int) -> None:
     assert refused(decide([FRESH, ("Cache-Control", "public")], status=status)) == "status"
+
+
+@pytest.mark.parametrize("status", [201, 400, 403, 500, 502, 503, 599])
+def test_other_final_statuses_only_with_explicit_freshness(status: int) -> None:
+    # RFC 9111 3 (any final status the cache understands), as nginx stores them.
+    assert decide([FRESH], status=status).store
+    assert refused(decide([], status=status)) == "status"
+    assert refused(decide([("Cache-Control", "public")], status=status)) == "status"
+
+
+def test_must_understand_limits_storing_to_known_statuses() -> None:
+    mu = ("Cache-Control", "max-age=60, must-understand, no-store")
+    assert decide([mu], status=200).store
+    assert refused(decide([mu], status=500)) == "status"
 
 
 class TestNoStoreAndPrivate:

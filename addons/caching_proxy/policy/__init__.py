@@ -26,11 +26,10 @@ What the addon should do with it
 * MISS/REVALIDATE: remove the client's CONDITIONAL_REQUEST_FIELDS from the forwarded request (as
   nginx's proxy_cache does) and add `Lookup.conditional_headers`; then answer the client's own
   conditionals with `client_not_modified()` / `not_modified_headers()`.
-* After a 304: if `freshen_applies()`, store `freshen_headers(stored, h304, response_time=t)`
-  with metadata from `decide_store()` run on those headers and the revalidation request's
-  headers, with the new request/response times (if that now refuses, e.g. "no-store", serve
-  the validated response this once and delete the entry). If it does not apply, the 304 does
-  not confirm our copy: repeat the request unconditionally.
+* After a 304 to the cache's own conditional: store `freshen_headers(stored, h304,
+  response_time=t)` with metadata from `decide_store()` run on those headers and the
+  revalidation request's headers, with the new request/response times (if that now refuses,
+  e.g. "no-store", serve the validated response this once and delete the entry).
 * Errors (origin unreachable, 500, 502, 503, 504): `can_serve_stale_on_error()`.
 * Store what `storable_headers()` returns; serve with `serve_headers()`. Age is the addon's.
 * After every non-GET/HEAD exchange: delete each of `invalidation_uris()` (all its variants).
@@ -60,7 +59,6 @@ from .lookup import (
 from .storing import StoreDecision, StoredMeta, decide_store, storable_headers
 from .validation import (
     client_not_modified,
-    freshen_applies,
     freshen_from_head,
     freshen_headers,
     not_modified_headers,
@@ -88,7 +86,6 @@ __all__ = [
     "evaluate",
     "field_values",
     "format_http_date",
-    "freshen_applies",
     "freshen_from_head",
     "freshen_headers",
     "invalidation_uris",

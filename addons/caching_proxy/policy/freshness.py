@@ -5,6 +5,7 @@ from __future__ import annotations
 from .config import CacheConfig
 from .directives import ResponseDirectives
 from .fields import (
+    DELTA_SECONDS_MAX,
     Headers,
     field_lines,
     field_values,
@@ -15,10 +16,9 @@ from .fields import (
 
 # RFC 9110 15.1 "heuristically cacheable" status codes, less 206: partial content is passed through.
 HEURISTICALLY_CACHEABLE = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
-# Statuses we also store, but only with explicit freshness or `public` (RFC 9111 3 lets a cache
-# store any final status it understands). 302/303/307 are cacheable by explicit freshness only
-# (RFC 9110 15.4); 451 per RFC 7725 3. Other statuses (400, 403, 5xx...) are never stored, as in
-# Varnish's builtin rules: serving an error from cache is what stale-if-error is for.
+# Statuses whose semantics we know (for `public` and must-understand) that are cacheable by
+# explicit freshness only: 302/303/307 (RFC 9110 15.4), 451 (RFC 7725 3). Any other final status
+# but 206/304 is stored when the origin gives it explicit freshness (RFC 9111 3), as nginx does.
 EXPLICIT_ONLY = frozenset({302, 303, 307, 451})
 UNDERSTOOD_STATUSES = HEURISTICALLY_CACHEABLE | EXPLICIT_ONLY
 
@@ -69,8 +69,14 @@ def corrected_initial_age(headers: Headers, request_time: float, response_time: 
     """RFC 9111 4.2.3, everything before resident time."""
     apparent_age = max(0.0, response_time - date_value(headers, response_time))
     ages = field_values(headers, "age")
-    # 5.1: Age is a single delta-seconds; an invalid one is ignored, the first of several used.
-    age_value = (parse_delta_seconds(ages[0]) or 0) if ages else 0
+    age_value: float = 0
+    if ages:
+        parsed = parse_delta_seconds(ages[0]) if len(ages) == 1 else None
+        # 5.1 lets a cache ignore an invalid Age, or use the first of several; we take the
+        # safe reading of the HTTP cache tests instead: an Age we cannot trust means no
+        # freshness is left (the response is revalidated, never served on a guessed age); 1.2.2's
+        # largest delta-seconds stands for "too old".
+        age_value = DELTA_SECONDS_MAX if parsed is None else parsed
     # A clock going backwards between request and response must not make the delay negative.
     response_delay = max(0.0, response_time - request_time)
     corrected_age_value = age_value + response_delay

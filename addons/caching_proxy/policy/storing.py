@@ -85,16 +85,17 @@ def decide_store(
     # 3.3/3.4: partial content is not stored, so range requests pass through.
     if has_field(request_headers, "range"):
         return _no("range")
-    # RFC 9111 3: final status only, never 206 or 304 (a 304 freshens, see validation.py), and
-    # only statuses whose caching rules we implement (freshness.UNDERSTOOD_STATUSES).
-    if status not in UNDERSTOOD_STATUSES:
+    # RFC 9111 3: a final status, never 206 (partial, 3.3) or 304 (it freshens, validation.py).
+    if not 200 <= status <= 599 or status in (206, 304):
         return _no("status")
     # 5.2.1.5: request no-store forbids storing the response too.
     if parse_request_directives(request_headers).no_store:
         return _no("no-store")
     d = response_directives(response_headers, config.targeted_fields)
-    # 5.2.2.3: with must-understand, a cache that understands the status ignores no-store (any
-    # status reaching here is understood).
+    # 5.2.2.3: must-understand limits storing to statuses whose caching rules we implement, and
+    # for those it overrides no-store.
+    if d.must_understand and status not in UNDERSTOOD_STATUSES:
+        return _no("status")
     if d.no_store and not d.must_understand:
         return _no("no-store")
     # 5.2.2.7: unqualified private keeps shared caches out; qualified private only strips fields.

@@ -7,12 +7,17 @@ from collections.abc import Sequence
 
 from .config import CacheConfig
 from .fields import Headers, field_lines, first_value, format_http_date, parse_http_date, split_list
-from .storing import StoredMeta, storable_headers
+from .storing import storable_headers
 
-# RFC 9111 3.2: Content-Length is never updated (it describes the stored body); Content-Range
-# is "automatically processed" and MAY be excluded. Content-Type/Content-Encoding are updated:
-# their exclusion is only for caches that store a processed body, and we store it as received.
-_NOT_UPDATED = frozenset({"content-length", "content-range"})
+# RFC 9111 3.2 excepts Content-Length and lets a cache keep fields its stored response depends
+# on. Fields a 304 never changes in storage: they describe the stored bytes (length, coding, digest)
+# or name them (ETag), and those bytes are not what the 304 carries. A 304 answering the
+# cache's own conditional confirms the stored response; a differing ETag in it is the origin's
+# inconsistency and is not taken over (as the HTTP cache tests expect, and nginx does).
+_NOT_UPDATED = frozenset({
+    "content-length", "content-range", "content-encoding", "content-md5", "content-digest",
+    "repr-digest", "etag",
+})
 
 
 def _opaque(tag: str) -> str:
@@ -76,36 +81,6 @@ def not_modified_headers(
     if first_value(stored_headers, "etag") is None:
         keep.add("last-modified")
     return [(k, v) for k, v in stored_headers if k.lower() in keep]
-
-
-def freshen_applies(
-    stored_meta: StoredMeta, stored_headers: Headers, validation_headers: Headers
-) -> bool:
-    """RFC 9111 4.3.4: whether a 304 (or HEAD 200) selects this stored response for update.
-
-    A strong ETag must match strongly, a weak one weakly, else Last-Modified must match. A 304
-    without any validator is taken as answering our own conditional request for this single
-    stored response (4.3.4's last case, without its requirement that the stored response lack
-    validators: an origin that omits ETag from a 304 is still confirming what we asked about).
-    `stored_headers` is unused: `stored_meta` already holds the stored validators.
-    """
-    del stored_headers
-    etag = first_value(validation_headers, "etag")
-    if etag:
-        if stored_meta.etag is None:
-            return False
-        if is_weak(etag):
-            return weak_match(etag, stored_meta.etag)
-        return strong_match(etag, stored_meta.etag)
-    last_modified = first_value(validation_headers, "last-modified")
-    if last_modified:
-        if stored_meta.last_modified is None:
-            return False
-        new, old = parse_http_date(last_modified), parse_http_date(stored_meta.last_modified)
-        if new is None or old is None:
-            return last_modified == stored_meta.last_modified.strip()
-        return new == old
-    return True
 
 
 def freshen_headers(
