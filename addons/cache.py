@@ -6,8 +6,8 @@ without installation. Options: `--set cache_dir=...`, `--set cache_default_ttl=.
 """
 
 from caching_proxy import error_page
-from caching_proxy.addon import CacheAddon
+from caching_proxy.bundle import addons as caching_proxy_addons
 
 error_page.install()
 
-addons = [CacheAddon()]
+addons = caching_proxy_addons()

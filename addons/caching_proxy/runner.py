@@ -19,7 +19,7 @@ from mitmproxy import addonmanager, exceptions, hooks, master, options
 from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, termlog, tlsconfig
 
 from caching_proxy import error_page
-from caching_proxy.addon import CacheAddon
+from caching_proxy.bundle import addons
 
 
 class HookTable(addonmanager.AddonManager):
@@ -113,7 +113,7 @@ def run(
             m = WebMaster(opts)
         else:
             m = LeanMaster(opts)
-        m.addons.add(CacheAddon())
+        m.addons.add(*addons())
         line = (
             f"caching-proxy: listening on http://{host}:{port}, origin {origin}, "
             f"cache {cache_options['cache_dir']}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -54,5 +55,26 @@ class Store(Protocol):
 
     def usage(self) -> Usage:
         """How many responses are stored, and their size."""
+
+    def entries(self) -> Iterator[Entry]:
+        """Every stored response (all variants), in no particular order."""
+
+    def delete_matching(self, predicate: Callable[[str], bool]) -> int:
+        """Remove every stored response whose URL satisfies `predicate`; how many there were."""
+
+    def acquire(self, key: str, ttl: float) -> bool:
+        """Take the fill lock for `key` unless another holder (any process) has it.
+
+        The lock expires by itself after `ttl` seconds, so a holder that died never stalls others.
+        """
+
+    def release(self, key: str) -> None:
+        """Give the fill lock for `key` back."""
+
+    def add_counts(self, counts: dict[str, int]) -> None:
+        """Add to the persisted counters (hits, misses, ...), shared by every process."""
+
+    def counters(self) -> dict[str, int]:
+        """The persisted counters since the store was created (or last cleared)."""
 
     def close(self) -> None: ...

@@ -11,8 +11,9 @@ stored) and each variant under `URL NUL repr(secondary key)` (RFC 9111 4.1).
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import diskcache
@@ -24,6 +25,9 @@ from caching_proxy.store.base import Usage, VaryIndex, variant_key
 DEFAULT_SIZE_LIMIT = 1 << 30
 # How stale an entry's "last used" time may get before a read refreshes it.
 DEFAULT_LRU_INTERVAL = 300.0
+# Keys of fill locks and counters; never URLs (those start with a scheme).
+LOCK_PREFIX = "lock\x00"
+COUNTER_PREFIX = "count\x00"
 
 
 class RecencyCache(diskcache.Cache):  # type: ignore[misc]
@@ -132,6 +136,40 @@ class DiskStore:
         before = self.usage()
         self._cache.clear()
         return before
+
+    def entries(self) -> Iterator[Entry]:
+        for value in self._values():
+            if isinstance(value, Entry):
+                yield value
+
+    def delete_matching(self, predicate: Callable[[str], bool]) -> int:
+        removed = 0
+        for key in list(self._cache.iterkeys()):
+            if isinstance(key, str) and "\x00" not in key and predicate(key):
+                removed += self.delete_url(key)
+        return removed
+
+    def acquire(self, key: str, ttl: float) -> bool:
+        # `add` is diskcache's atomic insert-if-absent; an expired lock counts as absent.
+        return bool(self._cache.add(LOCK_PREFIX + key, os.getpid(), expire=ttl))
+
+    def release(self, key: str) -> None:
+        self._cache.delete(LOCK_PREFIX + key)
+
+    def add_counts(self, counts: dict[str, int]) -> None:
+        with self._cache.transact():
+            for name, delta in counts.items():
+                if delta:
+                    self._cache.incr(COUNTER_PREFIX + name, delta, default=0)
+
+    def counters(self) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for key in list(self._cache.iterkeys()):
+            if isinstance(key, str) and key.startswith(COUNTER_PREFIX):
+                value = self._cache.get(key)
+                if isinstance(value, int):
+                    found[key[len(COUNTER_PREFIX):]] = value
+        return found
 
     def usage(self) -> Usage:
         """How many responses are stored and their size (headers and bodies)."""

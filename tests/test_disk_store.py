@@ -1,0 +1,63 @@
+"""The diskcache store's own guarantees, on a real folder: variants, locks, counters, matching."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from caching_proxy.entry import Entry
+from caching_proxy.policy import CacheConfig, decide_store
+from caching_proxy.store import DiskStore
+
+
+def make_entry(url: str, body: bytes = b"x", vary: str | None = None, value: str = "") -> Entry:
+    headers = [("Cache-Control", "max-age=60"), ("Content-Length", str(len(body)))]
+    if vary:
+        headers.append(("Vary", vary))
+    now = time.time()
+    request = [(vary, value)] if vary else []
+    decision = decide_store("GET", 200, request, headers, now, now, CacheConfig())
+    assert decision.meta is not None
+    values = (value,) if vary else ()
+    return Entry(url=url, status=200, reason=b"OK", headers=tuple(
+        (k.encode(), v.encode()) for k, v in headers), body=body, meta=decision.meta,
+        vary_values=values)
+
+
+def test_variants_entries_and_delete_matching(tmp_path: Path) -> None:
+    store = DiskStore(str(tmp_path))
+    store.put(make_entry("http://o:80/a", vary="Accept", value="x"), 60)
+    store.put(make_entry("http://o:80/a", vary="Accept", value="y"), 60)
+    store.put(make_entry("http://o:80/b"), 60)
+    store.put(make_entry("http://o:80/api/c"), 60)
+    assert sorted((e.url, e.vary_values) for e in store.entries()) == [
+        ("http://o:80/a", ("x",)), ("http://o:80/a", ("y",)), ("http://o:80/api/c", ()),
+        ("http://o:80/b", ()),
+    ]
+    assert store.lookup("http://o:80/a", [("Accept", "y")]) is not None
+    assert store.delete_matching(lambda url: url.endswith("/a")) == 2
+    assert store.lookup("http://o:80/a", [("Accept", "y")]) is None
+    assert store.usage().entries == 2
+    store.close()
+
+
+def test_lock_is_exclusive_and_expires(tmp_path: Path) -> None:
+    one, two = DiskStore(str(tmp_path)), DiskStore(str(tmp_path))
+    assert one.acquire("k", 0.3)
+    assert not two.acquire("k", 0.3)
+    one.release("k")
+    assert two.acquire("k", 0.3)
+    time.sleep(0.4)  # the holder never released: the lock expired by itself
+    assert one.acquire("k", 0.3)
+    one.close()
+    two.close()
+
+
+def test_counters_are_shared_and_not_entries(tmp_path: Path) -> None:
+    one, two = DiskStore(str(tmp_path)), DiskStore(str(tmp_path))
+    one.add_counts({"hits": 3, "misses": 1})
+    two.add_counts({"hits": 2, "stale": 0})
+    assert one.counters() == {"hits": 5, "misses": 1}
+    assert list(one.entries()) == [] and one.usage().entries == 0
+    one.close()
+    two.close()
