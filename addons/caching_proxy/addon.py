@@ -59,6 +59,14 @@ class FlowState:
     request_time: float = 0.0
     fwd: str = "uri-miss"
     bypass: bool = False  # forwarded and never stored
+    # How the request was answered, for the addons that count and log (one of OUTCOMES).
+    outcome: str = "miss"
+
+
+# hit: from the store without the origin; miss: from the origin; revalidated: the origin said 304
+# to the cache's conditional; pass: forwarded, never cached (method, no-store, bypass);
+# unavailable: only-if-cached with nothing usable stored.
+OUTCOMES = ("hit", "miss", "revalidated", "pass", "unavailable")
 
 
 def flow_url(request: http.Request) -> str:
@@ -120,6 +128,7 @@ class CacheAddon:
         bypass = bypass_reason(method, headers, self.config)
         if bypass is not None:
             state.bypass = True
+            state.outcome = "pass"
             state.fwd = "method" if bypass == "method" else "bypass"
             return
         if "cache-control" in request.headers or "pragma" in request.headers:
@@ -134,6 +143,7 @@ class CacheAddon:
             return
         if action is Action.GATEWAY_TIMEOUT:
             state.served = True
+            state.outcome = "unavailable"
             flow.response = http.Response.make(
                 504, b"504 Gateway Timeout: only-if-cached and nothing usable is stored\n"
             )
@@ -147,6 +157,7 @@ class CacheAddon:
         if state.directives.no_store:
             # Forwarded as the client sent it, and the answer is not stored (5.2.1.5).
             state.bypass = True
+            state.outcome = "pass"
             return
         # The cache asks the origin on its own terms, unconditionally or with its own
         # validators, and answers a client's conditional itself from the result (as nginx and
@@ -232,6 +243,7 @@ class CacheAddon:
         state: FlowState = flow.metadata[META_KEY]
         state.served = True
         hit = not revalidated
+        state.outcome = "hit" if hit else "revalidated"
         # Age, X-Cache and Cache-Status join the prepared list in one go: editing a built
         # Headers object field by field costs more than the rest of a hit.
         own = ((b"Age", str(age).encode()), (b"X-Cache", b"HIT" if hit else b"MISS"),
