@@ -31,6 +31,7 @@ ROOT = SCRIPTS.parent
 BIN = Path(sys.executable).parent
 SMALL_KEYS = 10  # entries in the small stores
 NOT_CACHES = frozenset({"origin", "mitmdump"})  # no X-Cache header: no HIT % to show
+WARM_UP = 1_000  # misses before the RSS baseline of the large-store proxy
 
 
 @dataclass(frozen=True)
@@ -311,7 +312,7 @@ def targets(by_target: dict[str, float], growth: dict[str, float], entries: int)
         check("miss (new URL) >= 0.9x plain mitmdump", r("miss", "mitmdump1k"), 0.9, True),
         check("miss (no-store) >= 0.9x plain mitmdump", r("nostore", "mitmdump1k"), 0.9, True),
         check("hit with many entries >= 0.9x hit with 10", r("hitfull", "hit1k"), 0.9, True),
-        check(f"RSS growth over the first {entries:,} requests (misses) < 10%",
+        check(f"RSS growth over {entries:,} requests that store (misses) < 10%",
               growth.get("fill"), 10.0, False, "%"),
         check(f"RSS growth over {entries:,} later requests (hits) < 10%",
               growth.get("walk"), 10.0, False, "%"),
@@ -372,17 +373,21 @@ def main(argv: list[str] | None = None) -> int:
         started.update(start_all(work, origin_server.url, notes))
         prefill(started, notes)
         runner = Runner(settings)
-        # The large store is filled through a fresh proxy, which gives the memory growth over its
-        # first requests (misses that store); a walk over the same URLs at the end, after the
-        # rounds, gives the growth over as many hits once SQLite's bounded caches are warm.
+        # The large store is filled through a proxy warmed by 1,000 misses on other URLs (its
+        # first requests import code and fill SQLite's bounded page cache: growth that happens
+        # once, not per request), which gives the memory growth over requests that store; a walk
+        # over the same URLs at the end, after the rounds, gives the growth over as many hits.
+        # The fresh figure is printed too.
         memory: dict[str, servers.Memory] = {}
         growth: dict[str, float] = {}
         full = started.get("proxy-full")
         if full is not None:
             memory["fresh"] = full.memory()
+            runner.walk(full, "/b1k/w", WARM_UP)
+            memory[f"after {WARM_UP:,} warm-up misses"] = warm = full.memory()
             fill = runner.walk(full, "/b1k/f", settings.entries)
             memory["filled"] = full.memory()
-            growth["fill"] = percent_change(memory["fresh"].rss, memory["filled"].rss)
+            growth["fill"] = percent_change(warm.rss, memory["filled"].rss)
             notes.append(f"store filled through the proxy with {settings.entries:,} misses: "
                          f"{describe(fill)}")
             progress(notes[-1])
