@@ -53,11 +53,27 @@ def test_lock_is_exclusive_and_expires(tmp_path: Path) -> None:
     two.close()
 
 
-def test_counters_are_shared_and_not_entries(tmp_path: Path) -> None:
+def test_counters_are_shared_not_entries_and_survive_clear(tmp_path: Path) -> None:
     one, two = DiskStore(str(tmp_path)), DiskStore(str(tmp_path))
     one.add_counts({"hits": 3, "misses": 1})
     two.add_counts({"hits": 2, "stale": 0})
     assert one.counters() == {"hits": 5, "misses": 1}
     assert list(one.entries()) == [] and one.usage().entries == 0
+    one.put(make_entry("http://o:80/a"), 60)
+    assert one.clear().entries == 1
+    assert two.counters() == {"hits": 5, "misses": 1}
     one.close()
     two.close()
+
+
+def test_usage_estimate_counts_responses_without_reading_them(tmp_path: Path) -> None:
+    store = DiskStore(str(tmp_path))
+    store.put(make_entry("http://o:80/a", body=b"x" * 5000, vary="Accept", value="x"), 60)
+    store.put(make_entry("http://o:80/b", body=b"y" * 100_000), 60)  # in a file of its own
+    store.add_counts({"hits": 1})
+    exact, estimate = store.usage(), store.usage_estimate()
+    assert estimate.entries == exact.entries == 2
+    assert exact.bytes <= estimate.bytes < exact.bytes + 4096  # pickling adds a little
+    store.delete_url("http://o:80/b")
+    assert exact.bytes - 100_000 <= store.usage_estimate().bytes < exact.bytes - 100_000 + 2048
+    store.close()

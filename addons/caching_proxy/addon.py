@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +82,8 @@ class CacheAddon:
         self.config = CacheConfig()
         self._store_key: tuple[str, int, int] | None = None
         self._store_warned = False
+        # Called before the store is closed or replaced: addons that buffer writes flush them.
+        self.before_close: list[Callable[[], None]] = []
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -97,7 +100,7 @@ class CacheAddon:
             raise exceptions.OptionsError(str(e)) from e
         if key != self._store_key:
             if self.store is not None:
-                self.store.close()
+                self._close_store()
             try:
                 self.store = open_store(key[0], size_limit=key[1], lru_interval=key[2])
             except STORE_ERRORS as e:
@@ -112,8 +115,14 @@ class CacheAddon:
 
     def done(self) -> None:
         if self.store is not None:
-            self.store.close()
+            self._close_store()
             self.store = None
+
+    def _close_store(self) -> None:
+        assert self.store is not None
+        for flush in self.before_close:
+            flush()
+        self.store.close()
 
     # -- hooks ---------------------------------------------------------------------------------
 

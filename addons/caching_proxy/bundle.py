@@ -6,10 +6,20 @@ mitmproxy user gets the same proxy as the CLI.
 
 from __future__ import annotations
 
+from caching_proxy.access_log import AccessLog
 from caching_proxy.addon import CacheAddon
+from caching_proxy.commands import CacheCommands
+from caching_proxy.counters import Counters
+from caching_proxy.metrics import Metrics
+from caching_proxy.purge import Purge
 
 
 def addons() -> list[object]:
     # Order matters within a hook: addons that refuse or answer a request (guards, PURGE) come
     # before the cache; addons that only observe the answer (logs, counters) come after it.
-    return [CacheAddon()]
+    cache = CacheAddon()
+    counters = Counters(cache)
+    return [
+        Purge(cache), cache, counters, Metrics(cache, counters), AccessLog(),
+        CacheCommands(cache, counters),
+    ]

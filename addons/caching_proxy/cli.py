@@ -109,9 +109,34 @@ def build_parser() -> Parser:
     p.add_argument("--workers", type=worker_count, default=1, metavar="N",
                    help="run N proxy processes on the one port (SO_REUSEPORT), sharing the store, "
                    "to use N cores (default: 1; not with --web)")
-    p.add_argument("--clear-cache", action="store_true",
-                   help="remove every stored response, print what was removed, and exit "
-                   "(safe while a proxy runs on the same cache)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no access log (by default one line per request on standard output)")
+    p.add_argument("--log-format", choices=("text", "json"), default=None,
+                   help="access log lines as text (default) or as JSON objects")
+    p.add_argument("--metrics-port", type=port_number, default=None, metavar="PORT",
+                   help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics")
+    p.add_argument("--purge-secret", default=None, metavar="SECRET",
+                   help="allow PURGE requests from any address that send this secret in "
+                   "X-Purge-Secret, and only those (default: PURGE from loopback only)")
+    ops = p.add_argument_group(
+        "commands on the store (run, print, exit; safe while a proxy runs on the same cache)")
+    ops.add_argument("--clear-cache", action="store_true",
+                     help="remove every stored response and print what was removed")
+    ops.add_argument("--purge", action="append", default=[], metavar="TARGET",
+                     help="remove the stored responses (all Vary variants) of a URL, or of a "
+                     "/path (of --origin if given, else of every origin stored); a * makes it a "
+                     "glob, e.g. '/api/*'; repeatable")
+    ops.add_argument("--purge-prefix", action="append", default=[], metavar="PREFIX",
+                     help="remove the stored responses of every path starting with PREFIX, "
+                     "e.g. /api/; repeatable")
+    ops.add_argument("--list", action="store_true",
+                     help="list the stored responses: URL, status, size, age, time to live "
+                     "(negative: stale), variants")
+    ops.add_argument("--stats", action="store_true",
+                     help="entries, bytes, hits, misses, hit ratio, stale served, "
+                     "revalidations, origin errors since the cache was created")
+    ops.add_argument("--json", action="store_true",
+                     help="print --list, --stats and purge results as JSON")
     p.add_argument("--version", action="version", version=f"caching-proxy {__version__}")
     return p
 
@@ -142,33 +167,13 @@ def check_port_free(host: str, port: int) -> None:
             fail(f"cannot listen on {host}:{port}: {e.strerror}")
 
 
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
-
-
-def clear_cache(path: str) -> int:
-    from caching_proxy.store import open_store
-
-    store = open_store(path)
-    try:
-        removed = store.clear()
-    finally:
-        store.close()
-    print(f"caching-proxy: cleared {removed.entries} entries ({human_size(removed.bytes)}) "
-          f"from {path}")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    if args.clear_cache:
-        return clear_cache(cache_dir_of(args))
+    if args.clear_cache or args.purge or args.purge_prefix or args.list or args.stats:
+        from caching_proxy import operations
+
+        return operations.run(args, cache_dir_of(args))
     if args.origin is None:
         fail("--origin is required, e.g. --origin http://dummyjson.com")
     path = cache_dir_of(args)
@@ -189,11 +194,17 @@ def main(argv: list[str] | None = None) -> int:
         os.execv(sys.executable, [sys.executable, "-O", "-m", "caching_proxy", *argv])
     from caching_proxy import runner
 
-    cache_options = {"cache_dir": path}
+    cache_options: dict[str, object] = {"cache_dir": path}
     if args.cache_size is not None:
         cache_options["cache_size"] = args.cache_size
     if args.default_ttl is not None:
         cache_options["cache_default_ttl"] = args.default_ttl
+    if args.quiet or args.log_format:
+        cache_options["cache_access_log"] = "off" if args.quiet else args.log_format
+    if args.metrics_port is not None:
+        cache_options["cache_metrics_port"] = args.metrics_port
+    if args.purge_secret is not None:
+        cache_options["cache_purge_secret"] = args.purge_secret
     return runner.run(
         origin=args.origin, host=args.host, port=args.port, web=args.web,
         web_port=args.web_port, cache_options=cache_options, setoptions=args.setoptions,

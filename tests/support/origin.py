@@ -92,6 +92,7 @@ class Origin:
                     self.wfile.write(reply.body)
 
             do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _handle
+            do_PURGE = _handle  # counted, so a PURGE that reached the origin would show
 
         class Server(ThreadingHTTPServer):
             daemon_threads = True

@@ -56,6 +56,9 @@ class Store(Protocol):
     def usage(self) -> Usage:
         """How many responses are stored, and their size."""
 
+    def usage_estimate(self) -> Usage:
+        """`usage` without reading every response: for frequent callers (metrics)."""
+
     def entries(self) -> Iterator[Entry]:
         """Every stored response (all variants), in no particular order."""
 
@@ -75,6 +78,6 @@ class Store(Protocol):
         """Add to the persisted counters (hits, misses, ...), shared by every process."""
 
     def counters(self) -> dict[str, int]:
-        """The persisted counters since the store was created (or last cleared)."""
+        """The persisted counters since the store was created (`clear` keeps them)."""
 
     def close(self) -> None: ...

@@ -25,9 +25,10 @@ from caching_proxy.store.base import Usage, VaryIndex, variant_key
 DEFAULT_SIZE_LIMIT = 1 << 30
 # How stale an entry's "last used" time may get before a read refreshes it.
 DEFAULT_LRU_INTERVAL = 300.0
-# Keys of fill locks and counters; never URLs (those start with a scheme).
+# Keys of fill locks; never URLs (those start with a scheme).
 LOCK_PREFIX = "lock\x00"
-COUNTER_PREFIX = "count\x00"
+# diskcache's per-item tag marks stored responses, so they are counted without being read.
+ENTRY_TAG = "entry"
 
 
 class RecencyCache(diskcache.Cache):  # type: ignore[misc]
@@ -81,9 +82,12 @@ class DiskStore:
             sqlite_cache_size=1024,
         )
         self._cache.lru_interval = lru_interval
+        self._counters: diskcache.Cache | None = None
 
     def close(self) -> None:
         self._cache.close()
+        if self._counters is not None:
+            self._counters.close()
 
     def lookup(self, url: str, request_headers: Headers) -> Entry | None:
         """The stored response that matches this request, or None."""
@@ -116,11 +120,11 @@ class DiskStore:
                     self._drop_variants(old)
                     index = VaryIndex(entry.meta.vary)
                 index.variants.add(key)
-                self._cache.set(key, entry, expire=expire)
+                self._cache.set(key, entry, expire=expire, tag=ENTRY_TAG)
                 self._cache.set(url, index)
             else:
                 self._drop_variants(old)
-                self._cache.set(url, entry, expire=expire)
+                self._cache.set(url, entry, expire=expire, tag=ENTRY_TAG)
 
     def delete_url(self, url: str) -> int:
         """Remove every stored response for `url` (all variants); returns how many there were."""
@@ -157,19 +161,29 @@ class DiskStore:
         self._cache.delete(LOCK_PREFIX + key)
 
     def add_counts(self, counts: dict[str, int]) -> None:
-        with self._cache.transact():
+        stats = self._stats()
+        with stats.transact():
             for name, delta in counts.items():
                 if delta:
-                    self._cache.incr(COUNTER_PREFIX + name, delta, default=0)
+                    stats.incr(name, delta, default=0)
 
     def counters(self) -> dict[str, int]:
+        stats = self._stats()
         found: dict[str, int] = {}
-        for key in list(self._cache.iterkeys()):
-            if isinstance(key, str) and key.startswith(COUNTER_PREFIX):
-                value = self._cache.get(key)
-                if isinstance(value, int):
-                    found[key[len(COUNTER_PREFIX):]] = value
+        for key in list(stats.iterkeys()):
+            value = stats.get(key)
+            if isinstance(key, str) and isinstance(value, int):
+                found[key] = value
         return found
+
+    def _stats(self) -> diskcache.Cache:
+        # Counters live in a cache of their own beside the responses: never evicted for space,
+        # and kept by `clear` (they count since the store was created, like a server's stats).
+        if self._counters is None:
+            self._counters = diskcache.Cache(
+                os.path.join(self.location, "stats"), eviction_policy="none",
+                sqlite_mmap_size=0, sqlite_cache_size=64)
+        return self._counters
 
     def usage(self) -> Usage:
         """How many responses are stored and their size (headers and bodies)."""
@@ -179,6 +193,16 @@ class DiskStore:
                 entries += 1
                 size += value.size
         return Usage(entries, size)
+
+    def usage_estimate(self) -> Usage:
+        """Like `usage` from diskcache's index alone: sizes as stored (pickled), read at once."""
+        ((count, size),) = self._cache._sql(
+            # diskcache records the size of values kept in files only.
+            "SELECT COUNT(*), COALESCE(SUM(IFNULL(LENGTH(value), size)), 0) FROM Cache"
+            " WHERE tag = ? AND (expire_time IS NULL OR expire_time > ?)",
+            (ENTRY_TAG, time.time()),
+        ).fetchall()
+        return Usage(int(count), int(size))
 
     def _values(self) -> Iterator[Any]:
         for key in list(self._cache.iterkeys()):
