@@ -23,16 +23,20 @@ from caching_proxy.policy import (
     Action,
     CacheConfig,
     RequestDirectives,
+    Rule,
     StoredMeta,
     bypass_reason,
     cache_status,
     client_not_modified,
     decide_store,
     evaluate,
+    find_rule,
     freshen_headers,
     invalidation_uris,
+    key_target,
     not_modified_headers,
     parse_request_directives,
+    rule_config,
     storable_headers,
     vary_key,
 )
@@ -60,6 +64,7 @@ class FlowState:
     request_time: float = 0.0
     fwd: str = "uri-miss"
     bypass: bool = False  # forwarded and never stored
+    config: CacheConfig | None = None  # a config-file rule's storing settings, if one matched
     # How the request was answered, for the addons that count and log (one of OUTCOMES).
     outcome: str = "miss"
 
@@ -80,6 +85,7 @@ class CacheAddon:
     def __init__(self) -> None:
         self.store: Store | None = None
         self.config = CacheConfig()
+        self.rules: tuple[Rule, ...] = ()
         self._store_key: tuple[str, int, int] | None = None
         self._store_warned = False
         # Called before the store is closed or replaced: addons that buffer writes flush them.
@@ -94,6 +100,7 @@ class CacheAddon:
     def configure(self, updated: set[str]) -> None:
         try:
             self.config = opts.config_from(ctx.options)
+            self.rules = opts.rules_from(ctx.options)
             key = (ctx.options.cache_dir, opts.size_limit(ctx.options),
                    ctx.options.cache_lru_interval)
         except ValueError as e:
@@ -135,6 +142,8 @@ class CacheAddon:
         method = request.method
         headers = decode_headers(request.headers.fields)
         bypass = bypass_reason(method, headers, self.config)
+        if self.rules and bypass is None:
+            bypass = self._apply_rule(state, request.data.path.decode("latin-1"))
         if bypass is not None:
             state.bypass = True
             state.outcome = "pass"
@@ -218,6 +227,20 @@ class CacheAddon:
 
     # -- carrying out --------------------------------------------------------------------------
 
+    def _apply_rule(self, state: FlowState, target: str) -> str | None:
+        """Key and storing settings from the first config-file rule matching `target`; "rule"
+        when the rule keeps the path out of the cache."""
+        rule = find_rule(self.rules, target)
+        if rule is None:
+            return None
+        if rule.never_cache:
+            return "rule"
+        keyed = key_target(target, rule)
+        if keyed != target:
+            state.url = state.url[: len(state.url) - len(target)] + keyed
+        state.config = rule_config(self.config, rule)
+        return None
+
     def _lookup(self, url: str, headers: list[tuple[str, str]]) -> Entry | None:
         if self.store is None:
             return None
@@ -287,7 +310,7 @@ class CacheAddon:
         complete = length is None or (length.isdigit() and int(length) == len(body))
         decision = decide_store(
             "GET", response.status_code, decode_headers(flow.request.headers.fields), resp_headers,
-            state.request_time, now, self.config, complete=complete,
+            state.request_time, now, state.config or self.config, complete=complete,
         )
         if not decision.store or decision.meta is None:
             return None
@@ -318,7 +341,7 @@ class CacheAddon:
         merged = freshen_headers(old_headers, resp_headers, response_time=now, config=self.config)
         decision = decide_store(
             "GET", stale.status, decode_headers(flow.request.headers.fields), merged,
-            state.request_time, now, self.config,
+            state.request_time, now, state.config or self.config,
         )
         meta: StoredMeta = decision.meta if decision.meta is not None else stale.meta
         entry = Entry(

@@ -7,6 +7,7 @@ import errno
 import os
 import socket
 import sys
+from pathlib import Path
 from typing import NoReturn
 from urllib.parse import urlsplit
 
@@ -17,7 +18,11 @@ USAGE_ERROR = 2
 
 
 class Parser(argparse.ArgumentParser):
+    raise_errors = False  # for checking config-file values one by one
+
     def error(self, message: str) -> NoReturn:
+        if self.raise_errors:
+            raise ValueError(message)
         # One line, no usage dump: the message says what to fix.
         self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
 
@@ -80,6 +85,10 @@ def build_parser() -> Parser:
         description="An HTTP caching reverse proxy in front of one origin (mitmproxy + diskcache). "
         "Every response carries X-Cache: HIT or MISS and an RFC 9211 Cache-Status.",
     )
+    p.add_argument("--config", metavar="FILE",
+                   help="TOML file with any of these options (e.g. origin = \"http://...\", "
+                   "port = 3000), an [options] table for --set, and [[rule]] tables of per-path "
+                   "rules; options given on the command line win (see README)")
     p.add_argument("--origin", type=origin_url, metavar="URL",
                    help="the origin to forward to, e.g. http://dummyjson.com (scheme, host, port "
                    "only). Requests go to this origin and nowhere else.")
@@ -167,9 +176,60 @@ def check_port_free(host: str, port: int) -> None:
             fail(f"cannot listen on {host}:{port}: {e.strerror}")
 
 
+# Commands and meta options that make no sense as lasting settings in a config file.
+NOT_IN_CONFIG = frozenset({"config", "help", "version", "clear_cache", "purge", "purge_prefix",
+                           "list", "stats", "json"})
+
+
+def config_argv(parser: Parser, path: str) -> list[str]:
+    """The config file as command-line arguments, each checked as the CLI checks it."""
+    from caching_proxy.config_file import ConfigError, line_of, load
+
+    try:
+        config = load(path)
+    except ConfigError as e:
+        fail(str(e))
+    text = Path(path).read_text(encoding="utf-8")
+    flags = {a.dest: a for a in parser._actions if a.option_strings}
+    argv: list[str] = []
+    for key, value in config.settings.items():
+        line = line_of(text, key)
+        where = f"{path}, line {line}" if line else path
+        action = flags.get(key)
+        if action is None or key in NOT_IN_CONFIG:
+            fail(f"{where}: unknown option {key!r} (options are the long CLI options, "
+                 "with _ for -)")
+        flag = action.option_strings[-1]
+        values = value if isinstance(value, list) else [value]
+        piece: list[str] = []
+        for v in values:
+            if isinstance(action, argparse._StoreTrueAction):
+                if not isinstance(v, bool):
+                    fail(f"{where}: {key} must be true or false")
+                piece += [flag] if v else []
+            else:
+                piece += [flag, str(v).lower() if isinstance(v, bool) else str(v)]
+        parser.raise_errors = True
+        try:
+            parser.parse_args(piece)
+        except ValueError as e:
+            fail(f"{where}: {key}: {e}")
+        finally:
+            parser.raise_errors = False
+        argv += piece
+    for name, value in config.options.items():
+        shown = str(value).lower() if isinstance(value, bool) else str(value)
+        argv += ["--set", f"{name}={shown}"]
+    return [*argv, "--set", f"cache_config={os.path.abspath(path)}"]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.config:
+        # The file's options first, so that the command line's win.
+        args = parser.parse_args([*config_argv(parser, args.config), *argv])
     if args.clear_cache or args.purge or args.purge_prefix or args.list or args.stats:
         from caching_proxy import operations
 

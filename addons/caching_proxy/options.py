@@ -8,7 +8,7 @@ from typing import Any
 
 from mitmproxy.utils import human
 
-from caching_proxy.policy import CacheConfig
+from caching_proxy.policy import CacheConfig, Rule
 
 CACHE_NAME = "caching-proxy"
 
@@ -76,6 +76,13 @@ OPTIONS: tuple[tuple[str, type, Any, str], ...] = (
         "precedence first, comma separated.",
     ),
     (
+        "cache_config",
+        str,
+        "",
+        "TOML file of per-path rules ([[rule]]: match, ttl, default_ttl, never_cache, "
+        "ignore_query, key_headers); see README.",
+    ),
+    (
         "cache_keep_stale",
         int,
         86400,
@@ -102,6 +109,14 @@ def config_from(options: Any) -> CacheConfig:
         targeted_fields=fields,
         cache_cookie_requests=options.cache_cookie_requests,
     )
+
+
+def rules_from(options: Any) -> tuple[Rule, ...]:
+    if not options.cache_config:
+        return ()
+    from caching_proxy.config_file import load
+
+    return load(options.cache_config).rules
 
 
 def size_limit(options: Any) -> int:

@@ -56,6 +56,7 @@ from .lookup import (
     evaluate,
     serve_headers,
 )
+from .rules import Rule, find_rule, key_target, rule_config
 from .storing import StoreDecision, StoredMeta, decide_store, storable_headers
 from .validation import (
     client_not_modified,
@@ -76,6 +77,7 @@ __all__ = [
     "Lookup",
     "RequestDirectives",
     "ResponseDirectives",
+    "Rule",
     "StoreDecision",
     "StoredMeta",
     "bypass_reason",
@@ -85,15 +87,18 @@ __all__ = [
     "decide_store",
     "evaluate",
     "field_values",
+    "find_rule",
     "format_http_date",
     "freshen_from_head",
     "freshen_headers",
     "invalidation_uris",
+    "key_target",
     "normalize_url",
     "not_modified_headers",
     "parse_http_date",
     "parse_request_directives",
     "response_directives",
+    "rule_config",
     "serve_headers",
     "storable_headers",
     "vary_key",

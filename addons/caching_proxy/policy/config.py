@@ -20,3 +20,7 @@ class CacheConfig:
     targeted_fields: tuple[str, ...] = ("cdn-cache-control",)
     # Varnish's builtin VCL passes requests that carry Cookie; so do we by default.
     cache_cookie_requests: bool = False
+    # From a config-file rule (rules.py): a lifetime replacing the response's own, and request
+    # fields that select a stored response as if the response's Vary named them.
+    ttl_override: float | None = None
+    key_headers: tuple[str, ...] = ()

@@ -107,7 +107,8 @@ def decide_store(
         d.public or d.s_maxage is not None or d.must_revalidate
     ):
         return _no("authorization")
-    vary = tuple(sorted({v.lower() for v in field_values(response_headers, "vary")}))
+    vary = tuple(sorted({v.lower() for v in field_values(response_headers, "vary")}
+                        | set(config.key_headers)))
     # 4.1: Vary: * never matches, so storing is pointless.
     if "*" in vary:
         return _no("vary-star")
@@ -132,6 +133,8 @@ def decide_store(
         if not heuristic_allowed(status, d):
             return _no("status")
         lifetime = heuristic_lifetime(response_headers, response_time, config)
+    if config.ttl_override is not None:
+        lifetime, heuristic = config.ttl_override, False
 
     etag = first_value(response_headers, "etag") or None
     last_modified = first_value(response_headers, "last-modified") or None
