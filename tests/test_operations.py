@@ -43,7 +43,7 @@ def test_cli_purge_url_path_and_prefix_while_proxy_serves(origin: Origin, proxy:
     assert origin.count("/p") == 2
 
     assert json_of("--cache-dir", cache, "--purge", origin.url + "/p") == {
-        "cache_dir": cache, "purged": {origin.url + "/p": 1}}
+        "store": cache, "purged": {origin.url + "/p": 1}}
     assert json_of("--cache-dir", cache, "--purge-prefix", "/api/")["purged"] == {"/api/*": 2}
     for path in ("/p", "/api/a", "/api/b"):
         assert fetch(proxy.url + path).x_cache == "MISS"

@@ -101,7 +101,7 @@ class CacheAddon:
         try:
             self.config = opts.config_from(ctx.options)
             self.rules = opts.rules_from(ctx.options)
-            key = (ctx.options.cache_dir, opts.size_limit(ctx.options),
+            key = (ctx.options.cache_store or ctx.options.cache_dir, opts.size_limit(ctx.options),
                    ctx.options.cache_lru_interval)
         except ValueError as e:
             raise exceptions.OptionsError(str(e)) from e
@@ -111,7 +111,7 @@ class CacheAddon:
             try:
                 self.store = open_store(key[0], size_limit=key[1], lru_interval=key[2])
             except STORE_ERRORS as e:
-                raise exceptions.OptionsError(f"cannot open cache folder {key[0]}: {e}") from e
+                raise exceptions.OptionsError(f"cannot open cache store {key[0]}: {e}") from e
             self._store_key = key
 
     def running(self) -> None:
@@ -245,13 +245,17 @@ class CacheAddon:
         if self.store is None:
             return None
         try:
-            return self.store.lookup(url, headers)
+            found = self.store.lookup(url, headers)
         except STORE_ERRORS as e:
             self._warn_store(e)
             return None
         except Exception as e:  # an unreadable record (e.g. written by another version)
             log.warning(f"caching-proxy: ignoring unreadable cache record for {url}: {e!r}")
             return None
+        if self._store_warned:
+            self._store_warned = False
+            log.warning("caching-proxy: cache store available again, caching resumed")
+        return found
 
     def _url_known(self, url: str) -> bool:
         try:

@@ -79,6 +79,22 @@ def origin_url(text: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def store_url(text: str) -> str:
+    from caching_proxy.store import is_redis_url
+
+    parts = urlsplit(text)
+    if not is_redis_url(text):
+        raise argparse.ArgumentTypeError(
+            f"invalid store {text!r}: must be a Redis URL such as redis://127.0.0.1:6379/0")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid store {text!r}: bad port") from None
+    if parts.scheme != "unix" and not parts.hostname:
+        raise argparse.ArgumentTypeError(f"invalid store {text!r}: no host")
+    return text
+
+
 def build_parser() -> Parser:
     p = Parser(
         prog="caching-proxy",
@@ -99,6 +115,10 @@ def build_parser() -> Parser:
     p.add_argument("--cache-dir", metavar="DIR", default=None,
                    help=f"folder of the response store (default: {default_cache_dir()}, "
                    "i.e. $XDG_CACHE_HOME/caching-proxy)")
+    p.add_argument("--store", type=store_url, metavar="URL", default=None,
+                   help="keep responses in Redis instead of --cache-dir, shared by every proxy "
+                   "given the same URL, e.g. redis://127.0.0.1:6379/0 (see README for "
+                   "maxmemory-policy); the one-shot commands below work on it too")
     p.add_argument("--cache-size", metavar="SIZE", default=None,
                    help="upper bound of the store on disk, e.g. 500m or 2g (default: 1g); "
                    "least recently used responses are evicted past it")
@@ -233,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.clear_cache or args.purge or args.purge_prefix or args.list or args.stats:
         from caching_proxy import operations
 
-        return operations.run(args, cache_dir_of(args))
+        return operations.run(args, args.store or cache_dir_of(args))
     if args.origin is None:
         fail("--origin is required, e.g. --origin http://dummyjson.com")
     path = cache_dir_of(args)
@@ -255,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     from caching_proxy import runner
 
     cache_options: dict[str, object] = {"cache_dir": path}
+    if args.store:
+        cache_options["cache_store"] = args.store
     if args.cache_size is not None:
         cache_options["cache_size"] = args.cache_size
     if args.default_ttl is not None:

@@ -27,12 +27,16 @@ def human_size(n: int) -> str:
 
 
 def run(args: argparse.Namespace, path: str) -> int:
+    """`path`: the diskcache folder or the Redis URL."""
     store = open_store(path)
     try:
         result = carry_out(store, args, path)
     except ValueError as e:
         print(f"caching-proxy: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the store's medium failed (disk, Redis down)
+        print(f"caching-proxy: error: cache store {path}: {e}", file=sys.stderr)
+        return 1
     finally:
         store.close()
     if args.json:
@@ -41,7 +45,7 @@ def run(args: argparse.Namespace, path: str) -> int:
 
 
 def carry_out(store: Store, args: argparse.Namespace, path: str) -> dict[str, Any]:
-    result: dict[str, Any] = {"cache_dir": path}
+    result: dict[str, Any] = {"store": path}
     say = (lambda text: None) if args.json else print
     targets = [*args.purge, *(prefix_glob(p) for p in args.purge_prefix)]
     for target in targets:

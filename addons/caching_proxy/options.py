@@ -23,6 +23,13 @@ def default_cache_dir() -> str:
 OPTIONS: tuple[tuple[str, type, Any, str], ...] = (
     ("cache_dir", str, default_cache_dir(), "Folder of the response store (diskcache)."),
     (
+        "cache_store",
+        str,
+        "",
+        "Where responses are stored: empty for diskcache in cache_dir, or a Redis URL "
+        "(redis://host:6379/0) shared by several proxy instances.",
+    ),
+    (
         "cache_size",
         str,
         "1g",

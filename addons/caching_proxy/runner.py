@@ -116,7 +116,7 @@ def run(
         m.addons.add(*addons())
         line = (
             f"caching-proxy: listening on http://{host}:{port}, origin {origin}, "
-            f"cache {cache_options['cache_dir']}"
+            f"cache {cache_options.get('cache_store') or cache_options['cache_dir']}"
         )
         if web:
             line += f", inspect at http://127.0.0.1:{web_port}"

@@ -86,6 +86,10 @@ def rows(entries: int) -> list[Row]:
             Load("fixed", "/nostore/x"), "1 KB"),
         Row("workers2", f"caching-proxy --workers 2 hit, {SMALL_KEYS} entries", "proxy-workers2",
             Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
+        Row("redis1", f"caching-proxy --store redis hit, {SMALL_KEYS} entries", "proxy-redis",
+            Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
+        Row("redis2", f"caching-proxy --store redis --workers 2 hit, {SMALL_KEYS} entries",
+            "proxy-redis2", Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
         Row("flaskdev", "naive Flask cache, Flask dev server", "flask-dev",
             Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
         Row("gunicorn", "naive Flask cache, gunicorn -w 2", "flask-gunicorn",
@@ -137,7 +141,9 @@ def has_workers_option() -> bool:
     return "--workers" in command_output([str(BIN / "caching-proxy"), "--help"])
 
 
-def server_commands(work: Path, origin_url: str) -> dict[str, tuple[list[str], dict[str, str]]]:
+def server_commands(
+    work: Path, origin_url: str, redis_url: str | None
+) -> dict[str, tuple[list[str], dict[str, str]]]:
     """NAME: (command with {port}, extra environment) of every server but the origin."""
     def proxy(name: str, *extra: str) -> list[str]:
         return [str(BIN / "caching-proxy"), "--port", "{port}", "--origin", origin_url,
@@ -156,6 +162,9 @@ def server_commands(work: Path, origin_url: str) -> dict[str, tuple[list[str], d
     }
     if has_workers_option():
         commands["proxy-workers2"] = (proxy("workers2", "--workers", "2"), {})
+    if redis_url is not None:
+        commands["proxy-redis"] = (proxy("redis", "--store", redis_url), {})
+        commands["proxy-redis2"] = (proxy("redis2", "--store", redis_url, "--workers", "2"), {})
     return commands
 
 
@@ -175,9 +184,32 @@ def start_origin(work: Path) -> tuple[servers.Server, str]:
     return server, kind
 
 
-def start_all(work: Path, origin_url: str, notes: list[str]) -> dict[str, servers.Server]:
+def start_redis(work: Path, started: dict[str, servers.Server], notes: list[str]) -> str | None:
+    """A local redis-server for the Redis-store rows, if one is installed."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        notes.append("redis-server not installed: no Redis rows")
+        return None
+    port = servers.free_port()
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+               "no", "--dir", str(work), "--maxmemory", "256mb", "--maxmemory-policy",
+               "allkeys-lru"]
+    try:
+        started["redis"] = servers.Server("redis", command, port, work).start()
+    except RuntimeError as e:
+        notes.append(f"redis did not start: {e}")
+        return None
+    version = command_output([binary, "--version"]).split(" ")[2:3]
+    notes.append(f"Redis store rows: redis-server {''.join(version)} on this machine, "
+                 "allkeys-lru, same cores")
+    return f"redis://127.0.0.1:{port}/0"
+
+
+def start_all(
+    work: Path, origin_url: str, redis_url: str | None, notes: list[str]
+) -> dict[str, servers.Server]:
     started: dict[str, servers.Server] = {}
-    for name, (command, env) in server_commands(work, origin_url).items():
+    for name, (command, env) in server_commands(work, origin_url, redis_url).items():
         port = servers.free_port()
         command = [part.replace("{port}", str(port)) for part in command]
         try:
@@ -190,7 +222,8 @@ def start_all(work: Path, origin_url: str, notes: list[str]) -> dict[str, server
 def prefill(started: dict[str, servers.Server], notes: list[str]) -> None:
     """Stores the small sets; a second request for one URL must then be a HIT."""
     paths = [f"/b1k/h{i}" for i in range(SMALL_KEYS)] + ["/b44k/x"]
-    for name in ("proxy", "proxy-workers2", "flask-dev", "flask-gunicorn"):
+    for name in ("proxy", "proxy-workers2", "proxy-redis", "proxy-redis2", "flask-dev",
+                 "flask-gunicorn"):
         server = started.get(name)
         if server is None:
             continue
@@ -370,7 +403,8 @@ def main(argv: list[str] | None = None) -> int:
         started["origin"] = origin_server
         lines = header(settings, origin_kind)
         progress("\n".join(lines))
-        started.update(start_all(work, origin_server.url, notes))
+        redis_url = start_redis(work, started, notes)
+        started.update(start_all(work, origin_server.url, redis_url, notes))
         prefill(started, notes)
         runner = Runner(settings)
         # The large store is filled through a proxy warmed by 1,000 misses on other URLs (its
