@@ -7,9 +7,13 @@ mitmproxy user gets the same proxy as the CLI.
 from __future__ import annotations
 
 from caching_proxy.addon import CacheAddon
+from caching_proxy.origin_timeouts import OriginTimeouts
+from caching_proxy.streaming import BodyLimit
 
 
 def addons() -> list[object]:
     # Order matters within a hook: addons that refuse or answer a request (guards, PURGE) come
     # before the cache; addons that only observe the answer (logs, counters) come after it.
-    return [CacheAddon()]
+    # OriginTimeouts follows CacheAddon: its timer starts once the cache forwards a request, and
+    # its 504 in the error hook gives way to a stale answer chosen there by CacheAddon.
+    return [BodyLimit(), CacheAddon(), OriginTimeouts()]

@@ -1,0 +1,31 @@
+"""Big bodies: responses over cache_max_object_size stream through and are not stored.
+
+mitmproxy streams a body once it is known (Content-Length) or seen (chunked, read to close) to
+exceed `stream_large_bodies`, holding at most that much; a streamed response has no body to store
+(`CacheAddon` skips it). This addon sets that option from the cache's own.
+"""
+
+from __future__ import annotations
+
+from mitmproxy import ctx, exceptions
+from mitmproxy.addonmanager import Loader
+from mitmproxy.utils import human
+
+
+class BodyLimit:
+    def load(self, loader: Loader) -> None:
+        loader.add_option(
+            "cache_max_object_size", str, "64m",
+            "Largest response stored (e.g. 64m); larger ones, or ones of unknown length that "
+            "grow past it, are streamed to the client and not stored (sets mitmproxy's "
+            "stream_large_bodies).",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        if "cache_max_object_size" not in updated:
+            return
+        size = human.parse_size(ctx.options.cache_max_object_size)
+        if size is None or size <= 0:
+            raise exceptions.OptionsError(
+                "cache_max_object_size must be a positive size such as 64m or 1g")
+        ctx.options.stream_large_bodies = ctx.options.cache_max_object_size
