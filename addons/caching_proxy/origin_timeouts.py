@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 # flow.metadata key, set when this addon ended the flow: "connect", "first byte" or "response".
 TIMEOUT_KEY = "caching_proxy.timeout"
+CONNECT_POLL = 0.2
 
 
 class OriginTimeouts:
@@ -90,8 +91,8 @@ class OriginTimeouts:
             if not server.connected:
                 if opts.cache_connect_timeout:
                     deadlines.append((started + opts.cache_connect_timeout, "connect"))
-                else:
-                    deadlines.append((now + 0.5, ""))  # look again once connected
+                # Look again soon: once connected, the first-byte phase starts.
+                deadlines.append((now + CONNECT_POLL, ""))
             elif opts.cache_first_byte_timeout:
                 since = max(started, server.timestamp_tcp_setup or started)
                 deadlines.append((since + opts.cache_first_byte_timeout, "first byte"))
