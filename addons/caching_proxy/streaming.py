@@ -11,7 +11,6 @@ from mitmproxy import ctx, exceptions
 from mitmproxy.addonmanager import Loader
 from mitmproxy.utils import human
 
-
 DEFAULT_MAX_OBJECT_SIZE = "64m"
 
 
