@@ -44,7 +44,8 @@ from caching_proxy.policy import (
     vary_key,
 )
 from caching_proxy.refresh import Refresher
-from caching_proxy.store import Store, open_store
+from caching_proxy.store import DiskStore, Store, open_store
+from caching_proxy.store.disk import EntryTooLarge
 
 log = logging.getLogger(__name__)
 
@@ -159,9 +160,27 @@ class CacheAddon:
             return None
         if "cache-control" in request.headers or "pragma" in request.headers:
             state.directives = parse_request_directives(headers)
-        now = time.time()
-        entry = self._lookup(state.url, headers)
-        lookup = evaluate(state.directives, entry.meta if entry else None, now)
+        try:
+            entry = self._lookup(state.url, headers, inline=True)
+        except EntryTooLarge:
+            return self._lookup_off_loop(flow, state, headers)
+        return self._after_lookup(flow, state, headers, entry)
+
+    async def _lookup_off_loop(
+        self, flow: http.HTTPFlow, state: FlowState, headers: list[tuple[str, str]]
+    ) -> None:
+        entry = await asyncio.to_thread(self._lookup, state.url, headers)
+        pending = self._after_lookup(flow, state, headers, entry)
+        if pending is not None:
+            await pending
+
+    def _after_lookup(
+        self, flow: http.HTTPFlow, state: FlowState, headers: list[tuple[str, str]],
+        entry: Entry | None,
+    ) -> Awaitable[None] | None:
+        request = flow.request
+        method = request.method
+        lookup = evaluate(state.directives, entry.meta if entry else None, time.time())
         action = lookup.action
         if action is Action.HIT and entry is not None:
             self._serve(flow, entry, lookup.age, method, headers, revalidated=False,
@@ -255,7 +274,7 @@ class CacheAddon:
         if request.method not in SAFE_METHODS:
             self._invalidate(state.url, request.method, response)
         if state.bypass:
-            self._mark(response, hit=False, status=cache_status(
+            self._final_mark(response, state, cache_status(
                 opts.CACHE_NAME, hit=False, fwd=state.fwd))
             return None
         failure = failure_of_status(response.status_code)
@@ -293,21 +312,27 @@ class CacheAddon:
             self._delete(state.url)
         fwd_status = response.status_code if state.stale is not None else None
         ttl = stored.meta.freshness_lifetime - stored.meta.corrected_initial_age if stored else None
-        if state.marked:
-            if response.stream:
-                return  # the headers are gone already
-            # Replace the provisional Cache-Status added by responseheaders.
-            values = response.headers.get_all("Cache-Status")
-            response.headers.set_all("Cache-Status", values[:-1])
-        self._mark(response, hit=False, status=cache_status(
+        if not self._final_mark(response, state, cache_status(
             opts.CACHE_NAME, hit=False, fwd=state.fwd, fwd_status=fwd_status,
-            stored=stored is not None, ttl=ttl))
+            stored=stored is not None, ttl=ttl)):
+            return
         if stored is not None and state.client_conditionals and client_not_modified(
             "GET", state.client_conditionals, stored.text_headers()
         ):
             self._not_modified(flow, stored, response.headers)
         elif state.head:
             response.raw_content = b""
+
+    def _final_mark(self, response: http.Response, state: FlowState, status: str) -> bool:
+        """Mark a forwarded response, replacing the provisional mark of responseheaders; False
+        when the headers were sent already (a streamed body)."""
+        if state.marked:
+            if response.stream:
+                return False
+            values = response.headers.get_all("Cache-Status")
+            response.headers.set_all("Cache-Status", values[:-1])
+        self._mark(response, hit=False, status=status)
+        return True
 
     # -- origin protection ---------------------------------------------------------------------
 
@@ -444,11 +469,20 @@ class CacheAddon:
 
     # -- carrying out --------------------------------------------------------------------------
 
-    def _lookup(self, url: str, headers: list[tuple[str, str]]) -> Entry | None:
-        if self.store is None:
+    def _lookup(
+        self, url: str, headers: list[tuple[str, str]], inline: bool = False
+    ) -> Entry | None:
+        """The stored response for the request. `inline` (on the event loop): raise
+        EntryTooLarge rather than read a large entry, which the caller then reads in a thread."""
+        store = self.store
+        if store is None:
             return None
         try:
-            return self.store.lookup(url, headers)
+            if inline and type(store) is DiskStore:
+                return store.lookup(url, headers, OFF_LOOP_BYTES)
+            return store.lookup(url, headers)
+        except EntryTooLarge:
+            raise
         except STORE_ERRORS as e:
             self._warn_store(e)
             return None

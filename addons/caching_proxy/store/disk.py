@@ -30,6 +30,10 @@ LOCK_PREFIX = "lock\x00"
 COUNTER_PREFIX = "count\x00"
 
 
+class EntryTooLarge(Exception):
+    """The stored value is larger than the caller wants read inline (on the event loop)."""
+
+
 class RecencyCache(diskcache.Cache):  # type: ignore[misc]
     """diskcache's least-recently-used eviction without a write on every read.
 
@@ -44,17 +48,19 @@ class RecencyCache(diskcache.Cache):  # type: ignore[misc]
 
     lru_interval: float = DEFAULT_LRU_INTERVAL
 
-    def peek(self, key: str) -> Any:
+    def peek(self, key: str, max_inline: int | None = None) -> Any:
         db_key, raw = self._disk.put(key)
         now = time.time()
         rows = self._sql(
-            "SELECT access_time, mode, filename, value FROM Cache"
+            "SELECT access_time, mode, filename, value, size FROM Cache"
             " WHERE key = ? AND raw = ? AND (expire_time IS NULL OR expire_time > ?)",
             (db_key, raw, now),
         ).fetchall()
         if not rows:
             return None
-        ((access_time, mode, filename, db_value),) = rows
+        ((access_time, mode, filename, db_value, size),) = rows
+        if max_inline is not None and size > max_inline:
+            raise EntryTooLarge(key)
         if now - access_time > self.lru_interval:
             return self.get(key)
         try:
@@ -85,13 +91,18 @@ class DiskStore:
     def close(self) -> None:
         self._cache.close()
 
-    def lookup(self, url: str, request_headers: Headers) -> Entry | None:
-        """The stored response that matches this request, or None."""
-        found = self._cache.peek(url)
+    def lookup(
+        self, url: str, request_headers: Headers, max_inline: int | None = None
+    ) -> Entry | None:
+        """The stored response that matches this request, or None. With `max_inline`, raises
+        EntryTooLarge instead of reading a value larger than that (diskcache keeps such values
+        in files of their own), so that the caller can read it in a worker thread."""
+        found = self._cache.peek(url, max_inline)
         if isinstance(found, Entry):
             return found
         if isinstance(found, VaryIndex):
-            variant = self._cache.peek(variant_key(url, vary_key(found.vary, request_headers)))
+            variant = self._cache.peek(
+                variant_key(url, vary_key(found.vary, request_headers)), max_inline)
             if isinstance(variant, Entry):
                 return variant
         return None
