@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from support.client import Response, fetch
 from support.origin import Origin, Reply, Seen
 from support.proxy import Proxy
+from test_workers import listening_sockets
 
 
 def fetch_all(url: str, n: int) -> list[Response]:
@@ -49,8 +52,6 @@ def test_a_waiter_never_waits_past_the_lock_timeout(origin: Origin, make_proxy: 
     origin.route("/slow", handler=slow_first)
     with ThreadPoolExecutor(2) as pool:
         leader = pool.submit(fetch, proxy.url + "/slow", timeout=30)
-        import time
-
         time.sleep(0.5)
         started = time.monotonic()
         waiter = fetch(proxy.url + "/slow", timeout=30)
@@ -60,3 +61,16 @@ def test_a_waiter_never_waits_past_the_lock_timeout(origin: Origin, make_proxy: 
     assert waiter.status == 200 and waiter.x_cache == "MISS"
     assert waited < 4.5
     assert origin.count("/slow") == 2
+
+
+def test_workers_coalesce_through_the_store_lock(origin: Origin, tmp_path: Path) -> None:
+    origin.route("/shared", handler=lambda _: Reply(
+        200, [("Cache-Control", "max-age=60")], b"one fill", delay=1.5))
+    with Proxy(origin.url, tmp_path / "cache", "--workers", "2") as proxy:
+        deadline = time.monotonic() + 20
+        while listening_sockets(proxy.port) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        answers = fetch_all(proxy.url + "/shared", 20)  # a connection each: both workers get some
+    assert all(a.status == 200 and a.body == b"one fill" for a in answers)
+    assert origin.count("/shared") == 1
+    assert [a.x_cache for a in answers].count("MISS") == 1

@@ -363,8 +363,8 @@ class CacheAddon:
         """Lead the fill of this key, or wait for the one in flight (in this process or
         another)."""
         bound = float(ctx.options.cache_lock_timeout)
-        if bound <= 0 or self.store is None:
-            return None
+        if bound <= 0 or self.store is None or state.directives.no_cache:
+            return None  # (a no-cache request could not use another request's answer)
         key = state.url
         pending = self.fills.waiting_on(key, bound)
         if pending is not None:
