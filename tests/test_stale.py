@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from support.client import fetch
 from support.origin import Origin, Reply, Seen
 from support.proxy import Proxy
+from test_https_origin import tls_origin  # noqa: F401 - the https origin fixture
 
 
 def wait_for(predicate: object, timeout: float = 10.0) -> bool:
@@ -96,3 +98,21 @@ def test_must_revalidate_is_never_served_stale(origin: Origin, make_proxy: objec
     time.sleep(2.1)
     origin.route("/mr", 503, [], b"down")
     assert fetch(proxy.url + "/mr").status == 503
+
+
+def test_background_refresh_of_an_https_origin_uses_the_proxy_tls_settings(
+    tls_origin: Origin, tmp_path: Path,  # noqa: F811 - the fixture imported above
+) -> None:
+    versions = iter([b"one", b"two"])
+    tls_origin.route("/s", handler=lambda _: Reply(
+        200, [("Cache-Control", "max-age=1, stale-while-revalidate=60")], next(versions)))
+    cert = tls_origin.cert  # type: ignore[attr-defined]
+    with Proxy(tls_origin.url, tmp_path / "c", "--set",
+               f"ssl_verify_upstream_trusted_ca={cert}") as proxy:
+        assert fetch(proxy.url + "/s").body == b"one"
+        time.sleep(2.1)
+        stale = fetch(proxy.url + "/s")
+        assert stale.body == b"one" and stale.x_cache == "HIT"
+        # Verified against the CA the proxy was given, the refresh stored the new version.
+        assert wait_for(lambda: fetch(proxy.url + "/s").body == b"two")
+    assert tls_origin.count("/s") == 2
