@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import socket
 import time
+from pathlib import Path
 
 import pytest
 
 from support.client import fetch
 from support.origin import Origin, Reply
-from support.proxy import cli
+from support.proxy import Proxy, cli
 
 
 def test_first_byte_timeout_gives_504(origin: Origin, make_proxy: object) -> None:
@@ -24,6 +27,31 @@ def test_first_byte_timeout_gives_504(origin: Origin, make_proxy: object) -> Non
     # The proxy goes on serving.
     origin.route("/ok", 200, [], b"fine")
     assert fetch(proxy.url + "/ok").body == b"fine"
+
+
+def test_connect_timeout_gives_504(tmp_path: Path) -> None:
+    # A listener whose accept queue is full: the kernel drops further SYNs, so connecting hangs.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = []
+        for _ in range(3):
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", port))
+            fillers.append(filler)
+        try:
+            with Proxy(f"http://127.0.0.1:{port}", tmp_path / "c", "--connect-timeout", "1") as p:
+                started = time.monotonic()
+                answer = fetch(p.url + "/x", timeout=20)
+                assert time.monotonic() - started < 6
+                assert answer.status == 504
+                assert b"(connect)" in answer.body
+        finally:
+            for filler in fillers:
+                filler.close()
 
 
 def test_timeout_answers_stale_with_use_stale_timeout(origin: Origin, make_proxy: object) -> None:
@@ -53,7 +81,7 @@ def test_response_timeout_cuts_a_dripping_body(origin: Origin, make_proxy: objec
     assert time.monotonic() - started < 6
 
 
-def test_timeout_options_are_validated(tmp_path: object) -> None:
+def test_timeout_options_are_validated(tmp_path: Path) -> None:
     result = cli("--first-byte-timeout", "-1", "--origin", "http://x", "--cache-dir", str(tmp_path))
     assert result.returncode == 2 and "invalid seconds -1" in result.stderr
     result = cli("--use-stale", "sometimes", "--origin", "http://x", "--cache-dir", str(tmp_path))

@@ -384,7 +384,7 @@ class CacheAddon:
         pending: asyncio.Future[None], bound: float,
     ) -> None:
         await coalescing.wait(pending, bound)
-        self._answer_collapsed(flow, state, headers)
+        await self._answer_collapsed(flow, state, headers)
 
     async def _wait_other(
         self, flow: http.HTTPFlow, state: FlowState, headers: list[tuple[str, str]],
@@ -394,7 +394,7 @@ class CacheAddon:
         deadline = time.monotonic() + bound
         while time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-            if self._answer_collapsed(flow, state, headers):
+            if await self._answer_collapsed(flow, state, headers):
                 return
             assert self.store is not None
             try:
@@ -403,19 +403,22 @@ class CacheAddon:
                 return
             if leader:
                 # The other fill ended without a usable answer: this request fills instead.
-                if self._answer_collapsed(flow, state, headers):
+                if await self._answer_collapsed(flow, state, headers):
                     self._store_call(self.store.release, state.url)
                     return
                 self.fills.lead(state.url)
                 state.fill_key = state.url
                 return
 
-    def _answer_collapsed(
+    async def _answer_collapsed(
         self, flow: http.HTTPFlow, state: FlowState, headers: list[tuple[str, str]]
     ) -> bool:
         if not flow.live or flow.response is not None:
             return flow.response is not None
-        entry = self._lookup(state.url, headers)
+        try:
+            entry = self._lookup(state.url, headers, inline=True)
+        except EntryTooLarge:
+            entry = await asyncio.to_thread(self._lookup, state.url, headers)
         if entry is None:
             return False
         lookup = evaluate(state.directives, entry.meta, time.time())
