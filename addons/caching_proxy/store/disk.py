@@ -11,7 +11,9 @@ stored) and each variant under `URL NUL repr(secondary key)` (RFC 9111 4.1).
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import pickle
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -28,6 +30,40 @@ DEFAULT_LRU_INTERVAL = 300.0
 # Keys of fill locks and counters; never URLs (those start with a scheme).
 LOCK_PREFIX = "lock\x00"
 COUNTER_PREFIX = "count\x00"
+
+
+_ENTRY_MAGIC = b"caching-proxy entry 1\n"
+
+
+class EntryDisk(diskcache.Disk):  # type: ignore[misc]
+    """diskcache's serializer, except that a response with a body of a file's size is written as
+    a small pickled head followed by the raw body bytes.
+
+    Pickling copies the whole body while holding the GIL (measured: 23 ms for 50 MB), which
+    stalls the event loop even when the store call runs in a worker thread; raw file writes and
+    reads release it. Values written by plain diskcache (whole pickles) are still read.
+    """
+
+    def store(self, value: Any, read: bool, key: Any = diskcache.core.UNKNOWN) -> Any:
+        if type(value) is Entry and len(value.body) >= self.min_file_size:
+            head = pickle.dumps(dataclasses.replace(value, body=b""), protocol=self.pickle_protocol)
+            filename, full_path = self.filename(key, value)
+            size = self._write(
+                full_path, iter((_ENTRY_MAGIC, len(head).to_bytes(8, "big"), head, value.body)),
+                "xb",
+            )
+            return size, diskcache.core.MODE_PICKLE, filename, None
+        return super().store(value, read, key)
+
+    def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
+        if mode == diskcache.core.MODE_PICKLE and value is None and filename:
+            # Unbuffered, so that the body is one read straight into its bytes object.
+            with open(os.path.join(self._directory, filename), "rb", buffering=0) as reader:
+                if reader.read(len(_ENTRY_MAGIC)) == _ENTRY_MAGIC:
+                    entry = pickle.loads(reader.read(int.from_bytes(reader.read(8), "big")))
+                    entry.body = reader.readall()
+                    return entry
+        return super().fetch(mode, filename, value, read)
 
 
 class EntryTooLarge(Exception):
@@ -81,6 +117,7 @@ class DiskStore:
             directory,
             size_limit=size_limit,
             eviction_policy="least-recently-used",
+            disk=EntryDisk,
             # SQLite's defaults (64 MiB mapped, 32 MiB page cache per connection) grew the
             # proxy's RSS by ~100 MiB over 100k entries; the OS page cache serves reads as fast.
             sqlite_mmap_size=0,
