@@ -55,9 +55,15 @@ def test_stale_if_error_answers_a_503_with_the_stored_response(
     origin: Origin, proxy: Proxy
 ) -> None:
     origin.route("/sie", 200, [("Cache-Control", "max-age=1, stale-if-error=60")], b"good")
+    origin.route("/plain", 200, [("Cache-Control", "max-age=1")], b"good")
     fetch(proxy.url + "/sie")
+    fetch(proxy.url + "/plain")
     time.sleep(2.1)
     origin.route("/sie", 503, [], b"down")
+    origin.route("/plain", 503, [], b"down")
+    # Without stale-if-error (and without --use-stale) the 503 passes.
+    passed = fetch(proxy.url + "/plain")
+    assert passed.status == 503 and passed.body == b"down" and passed.x_cache == "MISS"
     answer = fetch(proxy.url + "/sie")
     assert answer.status == 200 and answer.body == b"good"
     assert answer.x_cache == "HIT"
@@ -67,21 +73,16 @@ def test_stale_if_error_answers_a_503_with_the_stored_response(
     assert origin.count("/sie") == 2
 
 
-def test_a_503_passes_without_stale_if_error_or_use_stale(origin: Origin, proxy: Proxy) -> None:
-    origin.route("/plain", 200, [("Cache-Control", "max-age=1")], b"good")
-    fetch(proxy.url + "/plain")
-    time.sleep(2.1)
-    origin.route("/plain", 503, [], b"down")
-    answer = fetch(proxy.url + "/plain")
-    assert answer.status == 503 and answer.body == b"down" and answer.x_cache == "MISS"
-
-
 def test_use_stale_error_answers_when_the_origin_is_down(origin: Origin, make_proxy: object) -> None:
-    proxy = make_proxy("--use-stale", "error,timeout")  # type: ignore[operator]
+    proxy = make_proxy("--use-stale", "error,timeout,http_503")  # type: ignore[operator]
     origin.route("/down", 200, [("Cache-Control", "max-age=1")], b"kept")
+    origin.route("/mr", 200, [("Cache-Control", "max-age=1, must-revalidate")], b"strict")
     fetch(proxy.url + "/down")
-    fetch(proxy.url + "/other-never-stored")
+    fetch(proxy.url + "/mr")
     time.sleep(2.1)
+    # must-revalidate: never served stale, whatever the operator allows.
+    origin.route("/mr", 503, [], b"down")
+    assert fetch(proxy.url + "/mr").status == 503
     origin.stop()
     answer = fetch(proxy.url + "/down")
     assert answer.status == 200 and answer.body == b"kept" and answer.x_cache == "HIT"
@@ -89,15 +90,6 @@ def test_use_stale_error_answers_when_the_origin_is_down(origin: Origin, make_pr
     # Nothing stored: mitmproxy's 502, marked as this proxy's.
     missing = fetch(proxy.url + "/never")
     assert missing.status == 502 and missing.x_cache == "MISS"
-
-
-def test_must_revalidate_is_never_served_stale(origin: Origin, make_proxy: object) -> None:
-    proxy = make_proxy("--use-stale", "error,http_503")  # type: ignore[operator]
-    origin.route("/mr", 200, [("Cache-Control", "max-age=1, must-revalidate")], b"strict")
-    fetch(proxy.url + "/mr")
-    time.sleep(2.1)
-    origin.route("/mr", 503, [], b"down")
-    assert fetch(proxy.url + "/mr").status == 503
 
 
 def test_background_refresh_of_an_https_origin_uses_the_proxy_tls_settings(

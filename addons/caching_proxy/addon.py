@@ -6,6 +6,7 @@ Every decision comes from `caching_proxy.policy`; this module only carries them 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sqlite3
 import time
@@ -58,6 +59,8 @@ STORE_ERRORS = (OSError, sqlite3.Error)
 # connections are not held up by the disk.
 OFF_LOOP_BYTES = 1 << 20
 REFRESH_PREFIX = "refresh\x00"
+# mitmproxy addons that read or serialize response bodies (views, flow files, mitmweb, dumps).
+BODY_READERS = ("view", "save", "webaddon", "dumper", "clientplayback")
 
 
 @dataclass(slots=True)
@@ -104,6 +107,7 @@ class CacheAddon:
         self.use_stale: frozenset[str] = frozenset()
         self.fills = coalescing.Fills()
         self.refresher = Refresher(self.response)
+        self._send_views = False
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -129,6 +133,13 @@ class CacheAddon:
             self._store_key = key
 
     def running(self) -> None:
+        # What startup created (mitmproxy, its options, this package) lives as long as the
+        # process: moved out of the collector's sight, a full collection no longer scans it
+        # (measured: ~30 ms per full collection otherwise, a stall for every connection).
+        gc.freeze()
+        # Addons that read or serialize response bodies expect bytes (see _sendable).
+        self._send_views = not any(
+            ctx.master.addons.get(name) for name in BODY_READERS)
         # mitmproxy's reverse mode connects to the origin as soon as a client connects ("eager");
         # a cache must not: a hit needs no origin, and a dead origin would drop every client.
         if ctx.options.connection_strategy != "lazy":
@@ -291,6 +302,7 @@ class CacheAddon:
             state.storing = True
             return self._store_off_loop(flow, state, entry)
         self._answer_fill(flow, state, entry if entry is not None and self._put(entry) else None)
+        self._send_as_view(response)
         return None
 
     async def _store_off_loop(self, flow: http.HTTPFlow, state: FlowState, entry: Entry) -> None:
@@ -299,6 +311,8 @@ class CacheAddon:
             stored = expire is not None and await asyncio.to_thread(
                 self._store_call, self._store_put, entry, expire)
             self._answer_fill(flow, state, entry if stored else None)
+            if flow.response is not None:
+                self._send_as_view(flow.response)
         finally:
             state.storing = False
             self._finish_fill(state)
@@ -530,7 +544,7 @@ class CacheAddon:
             fields = entry.served_headers(True) if revalidated else entry.hit_headers
             response = http.Response(
                 b"HTTP/1.1", entry.status, entry.reason, http.Headers(fields + own),
-                b"" if method == "HEAD" else entry.body, None, time.time(), None,
+                b"" if method == "HEAD" else self._sendable(entry.body), None, time.time(), None,
             )
         flow.response = response
         if hit:
@@ -658,6 +672,19 @@ class CacheAddon:
         if not self._store_warned:
             self._store_warned = True
             log.warning(f"caching-proxy: cache store unavailable, passing requests through: {e}")
+
+    def _send_as_view(self, response: http.Response) -> None:
+        body = response.raw_content
+        if body is not None and not response.stream and type(body) is bytes:
+            response.raw_content = self._sendable(body)
+
+    def _sendable(self, body: bytes) -> bytes:
+        """A large body as a memoryview: asyncio's transport (Python 3.11) copies the unsent part
+        of a bytes object once more than that of a view (measured: 50 MB, ~20 ms less on the
+        event loop). Only with no addon that expects the body as bytes."""
+        if self._send_views and len(body) > OFF_LOOP_BYTES:
+            return memoryview(body)  # type: ignore[return-value]
+        return body
 
     @staticmethod
     def _mark(response: http.Response, *, hit: bool, status: str) -> None:
