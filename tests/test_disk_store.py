@@ -77,3 +77,32 @@ def test_usage_estimate_counts_responses_without_reading_them(tmp_path: Path) ->
     store.delete_url("http://o:80/b")
     assert exact.bytes - 100_000 <= store.usage_estimate().bytes < exact.bytes - 100_000 + 2048
     store.close()
+
+
+def test_large_entries_raw_body_files_and_max_inline(tmp_path: Path) -> None:
+    import diskcache
+    import pytest
+
+    from caching_proxy.store.disk import EntryTooLarge
+
+    store = DiskStore(str(tmp_path))
+    body = bytes(range(256)) * 4096  # 1 MiB, in a file of its own
+    store.put(make_entry("http://o:80/big", body), 60)
+    store.put(make_entry("http://o:80/small", b"s"), 60)
+    with pytest.raises(EntryTooLarge):
+        store.lookup("http://o:80/big", [], max_inline=64 * 1024)
+    assert store.lookup("http://o:80/small", [], max_inline=64 * 1024) is not None
+    found = store.lookup("http://o:80/big", [])
+    assert found is not None and found.body == body and found.status == 200
+    assert found.hit_headers == make_entry("http://o:80/big", body).hit_headers
+    # The body follows a small head in the value file, as raw bytes (not pickled).
+    (value_file,) = [p for p in tmp_path.rglob("*.val") if p.stat().st_size > len(body)]
+    assert value_file.read_bytes().endswith(body)
+    # A record written by plain diskcache (a whole pickle) is still read.
+    store.close()
+    with diskcache.Cache(str(tmp_path)) as plain:
+        plain.set("http://o:80/old", make_entry("http://o:80/old", body))
+    store = DiskStore(str(tmp_path))
+    old = store.lookup("http://o:80/old", [])
+    assert old is not None and old.body == body
+    store.close()

@@ -11,15 +11,19 @@ from caching_proxy.addon import CacheAddon
 from caching_proxy.commands import CacheCommands
 from caching_proxy.counters import Counters
 from caching_proxy.metrics import Metrics
+from caching_proxy.origin_timeouts import OriginTimeouts
 from caching_proxy.purge import Purge
+from caching_proxy.streaming import BodyLimit
 
 
 def addons() -> list[object]:
     # Order matters within a hook: addons that refuse or answer a request (guards, PURGE) come
     # before the cache; addons that only observe the answer (logs, counters) come after it.
+    # OriginTimeouts follows CacheAddon: its timer starts once the cache forwards a request, and
+    # its 504 in the error hook gives way to a stale answer chosen there by CacheAddon.
     cache = CacheAddon()
     counters = Counters(cache)
     return [
-        Purge(cache), cache, counters, Metrics(cache, counters), AccessLog(),
-        CacheCommands(cache, counters),
+        Purge(cache), BodyLimit(), cache, OriginTimeouts(),
+        counters, Metrics(cache, counters), AccessLog(), CacheCommands(cache, counters),
     ]

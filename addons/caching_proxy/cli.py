@@ -62,6 +62,28 @@ def worker_count(text: str) -> int:
     return value
 
 
+def object_size(text: str) -> str:
+    from mitmproxy.utils import human
+
+    try:
+        size = human.parse_size(text)
+    except ValueError:
+        size = None
+    if size is None or size <= 0:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}: use e.g. 512k, 64m or 1g")
+    return text
+
+
+def use_stale(text: str) -> str:
+    from caching_proxy.policy import parse_use_stale
+
+    try:
+        parse_use_stale(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def origin_url(text: str) -> str:
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -125,6 +147,25 @@ def build_parser() -> Parser:
     p.add_argument("--default-ttl", type=seconds, metavar="SECONDS", default=None,
                    help="freshness lifetime of a response that states none (default: 300); "
                    "0 = never reuse such a response without asking the origin")
+    p.add_argument("--max-object-size", metavar="SIZE", type=object_size, default=None,
+                   help="largest response stored (default: 64m); larger ones, or ones of "
+                   "unknown length that grow past it, are streamed to the client, not stored")
+    p.add_argument("--use-stale", metavar="CONDITIONS", type=use_stale, default=None,
+                   help="answer with a stored stale response, however stale, when the origin "
+                   "fails: any of error, timeout, http_500, http_502, http_503, http_504, comma "
+                   "separated, as nginx proxy_cache_use_stale (default: off, i.e. only where "
+                   "the response's stale-if-error allows)")
+    p.add_argument("--lock-timeout", type=seconds, metavar="SECONDS", default=None,
+                   help="how long concurrent requests for a response being fetched wait for it "
+                   "instead of asking the origin too (default: 5; 0 = no coalescing)")
+    p.add_argument("--connect-timeout", type=seconds, metavar="SECONDS", default=None,
+                   help="origin connect timeout; 504 (or stale) past it (default: 10; 0 = none)")
+    p.add_argument("--first-byte-timeout", type=seconds, metavar="SECONDS", default=None,
+                   help="time for the origin's response headers once connected; 504 (or "
+                   "stale) past it (default: 60; 0 = none)")
+    p.add_argument("--response-timeout", type=seconds, metavar="SECONDS", default=None,
+                   help="time for a whole origin response, body included; past it the "
+                   "exchange is cut (default: 0 = no limit)")
     p.add_argument("--set", dest="setoptions", action="append", default=[],
                    metavar="NAME=VALUE",
                    help="set any mitmproxy or cache option (repeatable), e.g. --set "
@@ -279,14 +320,19 @@ def main(argv: list[str] | None = None) -> int:
         cache_options["cache_store"] = args.store
     if args.cache_size is not None:
         cache_options["cache_size"] = args.cache_size
-    if args.default_ttl is not None:
-        cache_options["cache_default_ttl"] = args.default_ttl
+    for arg, option in (("default_ttl", "cache_default_ttl"),
+                        ("max_object_size", "cache_max_object_size"),
+                        ("use_stale", "cache_use_stale"),
+                        ("lock_timeout", "cache_lock_timeout"),
+                        ("connect_timeout", "cache_connect_timeout"),
+                        ("first_byte_timeout", "cache_first_byte_timeout"),
+                        ("response_timeout", "cache_response_timeout"),
+                        ("metrics_port", "cache_metrics_port"),
+                        ("purge_secret", "cache_purge_secret")):
+        if getattr(args, arg) is not None:
+            cache_options[option] = getattr(args, arg)
     if args.quiet or args.log_format:
         cache_options["cache_access_log"] = "off" if args.quiet else args.log_format
-    if args.metrics_port is not None:
-        cache_options["cache_metrics_port"] = args.metrics_port
-    if args.purge_secret is not None:
-        cache_options["cache_purge_secret"] = args.purge_secret
     return runner.run(
         origin=args.origin, host=args.host, port=args.port, web=args.web,
         web_port=args.web_port, cache_options=cache_options, setoptions=args.setoptions,

@@ -55,8 +55,12 @@ class Counters:
 
     def response(self, flow: http.HTTPFlow) -> None:
         state = self._first_count(flow)
-        if state is not None and flow.response is not None and (
-            flow.response.status_code >= 500 and state.outcome in ("miss", "pass", "revalidated")
+        response = flow.response
+        if state is None or response is None:
+            return
+        if (response.status_code >= 500 and state.outcome in ("miss", "pass", "revalidated")) or (
+            # A stored response answered instead of the origin's 5xx (stale-if-error, use-stale).
+            state.outcome == "stale" and "stale-on-" in response.headers.get("cache-status", "")
         ):
             self.pending[ORIGIN_ERRORS] += 1
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from mitmproxy.utils import human
 
-from caching_proxy.policy import CacheConfig, Rule
+from caching_proxy.policy import CacheConfig, Rule, parse_use_stale
 
 CACHE_NAME = "caching-proxy"
 
@@ -96,6 +96,42 @@ OPTIONS: tuple[tuple[str, type, Any, str], ...] = (
         "Seconds a stale response is kept past its freshness: to be revalidated with a conditional "
         "request instead of fetched again, or served where max-stale or stale-if-error allow.",
     ),
+    (
+        "cache_lock_timeout",
+        int,
+        5,
+        "Seconds a request for a response being fetched for another client waits for it "
+        "(request coalescing, nginx proxy_cache_lock) before going to the origin itself. "
+        "0: no coalescing.",
+    ),
+    (
+        "cache_use_stale",
+        str,
+        "off",
+        "When to answer with a stored stale response instead of an origin failure, whatever its "
+        "stale-if-error (nginx proxy_cache_use_stale): any of error, timeout, http_500, "
+        "http_502, http_503, http_504, comma separated; off: only where stale-if-error allows.",
+    ),
+    (
+        "cache_connect_timeout",
+        int,
+        10,
+        "Seconds to connect to the origin before answering 504 (or a stale response). 0: none.",
+    ),
+    (
+        "cache_first_byte_timeout",
+        int,
+        60,
+        "Seconds from forwarding a request (once connected) to the origin's response headers "
+        "before answering 504 (or a stale response). 0: none.",
+    ),
+    (
+        "cache_response_timeout",
+        int,
+        0,
+        "Seconds a whole origin response may take, body included; past it the exchange is cut "
+        "(504 if nothing was sent yet). 0: no limit.",
+    ),
 )
 
 
@@ -103,8 +139,11 @@ def config_from(options: Any) -> CacheConfig:
     fraction = float(options.cache_heuristic_fraction)
     if not 0 <= fraction <= 1:
         raise ValueError("cache_heuristic_fraction must be between 0 and 1")
-    if options.cache_default_ttl < 0:
-        raise ValueError("cache_default_ttl must not be negative")
+    for name in ("cache_default_ttl", "cache_lock_timeout", "cache_connect_timeout",
+                 "cache_first_byte_timeout", "cache_response_timeout"):
+        if getattr(options, name) < 0:
+            raise ValueError(f"{name} must not be negative")
+    parse_use_stale(options.cache_use_stale)
     fields = tuple(
         name.strip().lower() for name in options.cache_targeted_fields.split(",") if name.strip()
     )

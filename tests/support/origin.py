@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -37,6 +38,11 @@ class Reply:
     raw: bytes | None = None
     # Write no Content-Length and send the body chunked.
     chunked: bool = False
+    # Seconds to wait before answering (a slow origin).
+    delay: float = 0.0
+    # Body written piece by piece as produced (a huge or slow body); with Content-Length from
+    # `headers`, or chunked when `chunked`.
+    parts: Iterable[bytes] | None = None
 
 
 Handler = Callable[[Seen], Reply]
@@ -67,6 +73,8 @@ class Origin:
                         self.path.split("?")[0]
                     )
                 reply = handler(seen) if handler else Reply(404, [], b"no route\n")
+                if reply.delay:
+                    time.sleep(reply.delay)
                 if reply.raw is not None:
                     self.wfile.write(reply.raw)
                     self.wfile.flush()
@@ -77,6 +85,19 @@ class Origin:
                 for k, v in reply.headers:
                     self.send_header(k, v)
                 no_body = reply.status in (204, 304) or 100 <= reply.status < 200
+                if reply.parts is not None:
+                    if reply.chunked:
+                        self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    try:
+                        for part in reply.parts:
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part)
+                                             if reply.chunked else part)
+                        if reply.chunked:
+                            self.wfile.write(b"0\r\n\r\n")
+                    except OSError:
+                        self.close_connection = True
+                    return
                 if reply.chunked and not no_body:
                     self.send_header("Transfer-Encoding", "chunked")
                     self.end_headers()

@@ -30,7 +30,8 @@ What the addon should do with it
   response_time=t)` with metadata from `decide_store()` run on those headers and the
   revalidation request's headers, with the new request/response times (if that now refuses,
   e.g. "no-store", serve the validated response this once and delete the entry).
-* Errors (origin unreachable, 500, 502, 503, 504): `can_serve_stale_on_error()`.
+* Errors (origin unreachable, 500, 502, 503, 504): `can_serve_stale_on_error()`, and with the
+  operator's proxy_cache_use_stale-like conditions `serve_stale_on_failure()` (stale.py).
 * Store what `storable_headers()` returns; serve with `serve_headers()`. Age is the addon's.
 * After every non-GET/HEAD exchange: delete each of `invalidation_uris()` (all its variants).
 * Forward CDN-Cache-Control, Cache-Control and Expires untouched (see directives.py).
@@ -57,6 +58,13 @@ from .lookup import (
     serve_headers,
 )
 from .rules import Rule, find_rule, key_target, rule_config
+from .stale import (
+    ERROR_STATUSES,
+    USE_STALE_CONDITIONS,
+    failure_of_status,
+    parse_use_stale,
+    serve_stale_on_failure,
+)
 from .storing import StoreDecision, StoredMeta, decide_store, storable_headers
 from .validation import (
     client_not_modified,
@@ -69,8 +77,10 @@ from .vary import ABSENT, vary_key
 __all__ = [
     "ABSENT",
     "CONDITIONAL_REQUEST_FIELDS",
+    "ERROR_STATUSES",
     "NO_DIRECTIVES",
     "SAFE_METHODS",
+    "USE_STALE_CONDITIONS",
     "Action",
     "CacheConfig",
     "Headers",
@@ -86,6 +96,7 @@ __all__ = [
     "client_not_modified",
     "decide_store",
     "evaluate",
+    "failure_of_status",
     "field_values",
     "find_rule",
     "format_http_date",
@@ -97,9 +108,11 @@ __all__ = [
     "not_modified_headers",
     "parse_http_date",
     "parse_request_directives",
+    "parse_use_stale",
     "response_directives",
     "rule_config",
     "serve_headers",
+    "serve_stale_on_failure",
     "storable_headers",
     "vary_key",
 ]

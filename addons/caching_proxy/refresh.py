@@ -1,0 +1,107 @@
+"""Background revalidation for stale-while-revalidate (RFC 5861 3).
+
+The stale response is served at once; one request per key (per process, and across processes
+through the store's fill lock) goes to the origin from a worker thread with the stored
+validators, and its answer is handed back to the cache on the event loop as if it were a
+forwarded response. Bounded: at most MAX_RUNNING refreshes at once; the others are skipped
+(the next request inside the window tries again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client as httpclient
+import logging
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+
+from mitmproxy import ctx, http
+
+log = logging.getLogger(__name__)
+
+MAX_RUNNING = 8
+# Hop-by-hop fields (RFC 9110 7.6.1) and the client's framing, not forwarded by this client.
+_NOT_FORWARDED = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te",
+                            b"transfer-encoding", b"upgrade", b"content-length", b"expect"})
+
+
+def _tls_context() -> ssl.SSLContext:
+    """The upstream TLS settings mitmproxy itself uses (ssl_insecure, trusted CA options)."""
+    if ctx.options.ssl_insecure:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    import certifi
+
+    return ssl.create_default_context(
+        cafile=ctx.options.ssl_verify_upstream_trusted_ca or certifi.where(),
+        capath=ctx.options.ssl_verify_upstream_trusted_confdir,
+    )
+
+
+def fetch(request: http.Request, timeout: float, max_size: int,
+          context: ssl.SSLContext | None) -> http.Response | None:
+    """GET `request` from its origin; None when the body exceeds max_size (not to be stored)."""
+    conn: httpclient.HTTPConnection
+    if request.scheme == "https":
+        conn = httpclient.HTTPSConnection(request.host, request.port, timeout=timeout,
+                                           context=context)
+    else:
+        conn = httpclient.HTTPConnection(request.host, request.port, timeout=timeout)
+    try:
+        started = time.time()
+        conn.putrequest("GET", request.path, skip_host=True, skip_accept_encoding=True)
+        for name, value in request.headers.fields:
+            if name.lower() not in _NOT_FORWARDED:
+                conn.putheader(name.decode("latin-1"), value)
+        conn.endheaders()
+        answer = conn.getresponse()
+        body = answer.read(max_size + 1)
+        if len(body) > max_size:
+            return None
+        fields = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.getheaders()
+                  if k.lower().encode() not in _NOT_FORWARDED or k.lower() == "content-length"]
+        return http.Response(b"HTTP/1.1", answer.status, answer.reason.encode("latin-1"),
+                             http.Headers(fields), body, None, started, time.time())
+    finally:
+        conn.close()
+
+
+class Refresher:
+    def __init__(self, on_response: Callable[[http.HTTPFlow], Awaitable[None] | None]) -> None:
+        self._on_response = on_response
+        self._running: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def running(self, key: str) -> bool:
+        return key in self._running or len(self._running) >= MAX_RUNNING
+
+    def start(self, key: str, flow: http.HTTPFlow, timeout: float, max_size: int,
+              on_end: Callable[[], object]) -> None:
+        """Refresh `flow` in the background; `on_end` runs when it is over, however it ends."""
+        self._running.add(key)
+        task = asyncio.get_running_loop().create_task(self._run(key, flow, timeout, max_size))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: on_end())
+
+    async def _run(self, key: str, flow: http.HTTPFlow, timeout: float, max_size: int) -> None:
+        try:
+            context = _tls_context() if flow.request.scheme == "https" else None
+            response = await asyncio.to_thread(fetch, flow.request, timeout, max_size, context)
+            if response is None:
+                return
+            flow.response = response
+            result = self._on_response(flow)
+            if result is not None:
+                await result
+        except Exception as e:  # the origin failing is the reason stale answers exist
+            log.info(f"caching-proxy: background refresh of {flow.request.url} failed: {e!r}")
+        finally:
+            self._running.discard(key)
+
+    def done(self) -> None:
+        for task in self._tasks:
+            task.cancel()
