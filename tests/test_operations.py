@@ -244,3 +244,24 @@ def test_commands_from_mitmweb(origin: Origin, tmp_path: Path) -> None:
         assert command("cache.clear")["value"].startswith("cleared 1 entries")
         assert fetch(proxy.url + "/c").x_cache == "MISS"
     assert origin.count("/c") == 3
+
+
+def test_stats_count_collapsed_stale_and_origin_failures(origin: Origin, proxy: Proxy) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    origin.route("/slow", handler=lambda _: Reply(200, FRESH, b"slow", delay=1.0))
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: fetch(proxy.url + "/slow", timeout=30), range(6)))
+    collapsed = sum("; collapsed" in (a.header("Cache-Status") or "") for a in answers)
+    hits = sum(a.x_cache == "HIT" for a in answers) - collapsed
+    assert origin.count("/slow") == 1 and collapsed >= 1
+    origin.route("/sie", 200, [("Cache-Control", "max-age=1, stale-if-error=600")], b"old")
+    fetch(proxy.url + "/sie")
+    time.sleep(1.1)
+    origin.route("/sie", 503, [], b"down")
+    stale = fetch(proxy.url + "/sie")
+    assert (stale.status, stale.body, stale.x_cache) == (200, b"old", "HIT")
+    proxy.stop()
+    stats = json_of("--cache-dir", str(proxy.cache_dir), "--stats")["stats"]
+    assert {k: stats[k] for k in ("collapsed", "hits", "misses", "stale", "origin_errors")} == {
+        "collapsed": collapsed, "hits": hits, "misses": 2, "stale": 1, "origin_errors": 1}

@@ -14,7 +14,7 @@ import pytest
 from caching_proxy.store import open_store
 from caching_proxy.store.redis_store import RedisStore, StoreUnavailable
 from support.client import fetch
-from support.origin import Origin
+from support.origin import Origin, Reply
 from support.proxy import Proxy, cli
 from support.redis_server import RedisServer
 from test_disk_store import make_entry
@@ -142,3 +142,18 @@ def test_store_guarantees(redis_server: RedisServer) -> None:
         one.lookup("http://o:80/a", [])
     for store in (one, two, small):
         store.close()
+
+
+def test_concurrent_misses_on_two_instances_reach_the_origin_once(
+    origin: Origin, two_proxies: Any
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    a, b = two_proxies
+    origin.route("/cold", handler=lambda _: Reply(200, FRESH, b"filled once", delay=1.5))
+    urls = [p.url + "/cold" for p in (a, b) for _ in range(10)]
+    with ThreadPoolExecutor(len(urls)) as pool:
+        answers = list(pool.map(lambda url: fetch(url, timeout=30), urls))
+    assert origin.count("/cold") == 1
+    assert all((r.status, r.body) == (200, b"filled once") for r in answers)
+    assert [r.x_cache for r in answers].count("MISS") == 1
