@@ -13,6 +13,9 @@ cache looks anything up (it runs in `requestheaders`, so no body is read):
   folded CRLF inside the value and forwards it): 400, as RFC 9112 5.2 allows and nginx does.
 * a request line over 8 KiB (414), a header line over 8 KiB, more than 100 fields or 64 KiB of
   fields (431): nginx's `large_client_header_buffers 4 8k` and Apache's LimitRequestFields.
+* a body on GET or HEAD is dropped before forwarding, as Varnish does: it has no defined meaning
+  (RFC 9110 9.3.1) and is not in the cache key, so an answer that depended on it would be
+  stored for every plain GET of that URL.
 * a version other than HTTP/1.0 or 1.1 on an HTTP/1 connection (`PRI * HTTP/2.0` included,
   which mitmproxy would forward): 505, as nginx answers.
 """
@@ -88,6 +91,15 @@ class Guard:
             response.reason = REASONS.get(status) or status_codes.RESPONSES.get(status, "Error")
             flow.response = response
             log.info(f"caching-proxy: refused {request.method} ({status}): {reason}")
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        request = flow.request
+        if flow.response is None and request.method in ("GET", "HEAD") and (
+            request.raw_content or "transfer-encoding" in request.headers
+        ):
+            request.headers.pop("transfer-encoding", None)
+            request.headers.pop("content-length", None)
+            request.raw_content = b""
 
     @staticmethod
     def _absolute_form(request: http.Request) -> tuple[int, str] | None:
