@@ -55,6 +55,9 @@ class LoadOrigin:
 
     def __init__(self) -> None:
         self.origin = Origin()
+        # socketserver listens with a backlog of 5; the proxy opens up to one origin connection
+        # per client connection, and a real origin would not refuse them.
+        self.origin.server.socket.listen(1024)
         self.versions: Counter[str] = Counter()
         self.not_modified = 0
         self.lock = threading.Lock()
@@ -147,7 +150,7 @@ async def _connection(port: int, deadline: float, figures: Figures, rng: random.
         figures.x_cache[headers.get("x-cache", "-")] += 1
         if status != 200:
             figures.errors += 1
-            figures.samples.append(f"{method} {path}: {status}")
+            figures.samples.append(f"{method} {path}: {status} {got[:120]!r}")
         elif method == "GET" and not body_ok(got, path.split("?")[0]):
             figures.wrong_bodies += 1
             figures.samples.append(f"{method} {path}: wrong body {got[:60]!r}")
