@@ -10,6 +10,7 @@ from caching_proxy.access_log import AccessLog
 from caching_proxy.addon import CacheAddon
 from caching_proxy.commands import CacheCommands
 from caching_proxy.counters import Counters
+from caching_proxy.guard import Guard
 from caching_proxy.metrics import Metrics
 from caching_proxy.origin_timeouts import OriginTimeouts
 from caching_proxy.purge import Purge
@@ -24,6 +25,6 @@ def addons() -> list[object]:
     cache = CacheAddon()
     counters = Counters(cache)
     return [
-        Purge(cache), BodyLimit(), cache, OriginTimeouts(),
+        Guard(), Purge(cache), BodyLimit(), cache, OriginTimeouts(),
         counters, Metrics(cache, counters), AccessLog(), CacheCommands(cache, counters),
     ]

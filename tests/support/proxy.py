@@ -55,8 +55,10 @@ class Proxy:
         self.lines = []
         ready = threading.Event()
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-            env=_env(),
+            # errors="replace": the log quotes what clients send, which need not be UTF-8, and a
+            # reader thread that died on it would leave the proxy blocked on a full pipe.
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+            cwd=ROOT, env=_env(),
         )
         proc = self.proc
 

@@ -24,6 +24,18 @@ CONDITIONAL_REQUEST_FIELDS = frozenset(
     {"if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "if-range"}
 )
 
+# Fields that frameworks read to rewrite the host, URL, scheme or method of a request (Symfony,
+# Laravel, IIS, Express method-override...) but that are not in the cache key. An origin that
+# reflects one without `Vary` would have the answer stored for everyone under the plain URL (the
+# classic unkeyed-header poisoning), so requests carrying one pass: forwarded as sent, answered
+# by the origin, never looked up or stored. X-Forwarded-For/-Proto stay usable: nearly every load
+# balancer sets them.
+UNKEYED_OVERRIDE_FIELDS = frozenset({
+    "x-forwarded-host", "x-forwarded-server", "x-forwarded-scheme", "x-host", "x-original-host",
+    "x-original-url", "x-rewrite-url", "x-http-method-override", "x-http-method",
+    "x-method-override",
+})
+
 
 class Action(enum.Enum):
     HIT = "hit"  # serve the stored response as is (fresh, or stale allowed by max-stale)
@@ -139,7 +151,8 @@ def bypass_reason(method: str, request_headers: Headers, config: CacheConfig) ->
     GET and HEAD are looked up (a stored GET answers HEAD, RFC 9111 4 / RFC 9110 9.3.2); other
     methods pass (and may invalidate, see invalidation.py). Range requests pass: partial content
     is not stored or served from storage. Requests with Cookie pass unless
-    cache_cookie_requests, as in Varnish's builtin VCL. So do If-Match / If-Unmodified-Since.
+    cache_cookie_requests, as in Varnish's builtin VCL. So do If-Match / If-Unmodified-Since
+    and requests carrying an UNKEYED_OVERRIDE_FIELDS field.
     """
     if method not in ("GET", "HEAD"):
         return "method"
@@ -151,6 +164,8 @@ def bypass_reason(method: str, request_headers: Headers, config: CacheConfig) ->
         # Preconditions a cache would have to evaluate itself (RFC 9110 13.2); rare on GET, so
         # they pass to the origin, which knows the current state.
         return "precondition"
+    if any(k.lower() in UNKEYED_OVERRIDE_FIELDS for k, _ in request_headers):
+        return "unkeyed"
     return None
 
 
