@@ -42,6 +42,7 @@ class Figures:
     origin_304: int = 0
     rss_kib_before: int = 0
     rss_kib_after: int = 0
+    rss_kib_every_10s: list[int] = field(default_factory=list)
     samples: list[str] = field(default_factory=list)
 
     def as_json(self) -> str:
@@ -161,12 +162,18 @@ async def _connection(port: int, deadline: float, figures: Figures, rng: random.
         writer.close()
 
 
-async def _run(port: int, connections: int, seconds: float, seed: int) -> Figures:
+async def _sample_rss(pid: int, deadline: float, figures: Figures) -> None:
+    while time.monotonic() + 10 < deadline:
+        await asyncio.sleep(10)
+        figures.rss_kib_every_10s.append(rss_kib(pid))
+
+
+async def _run(port: int, connections: int, seconds: float, seed: int, pid: int) -> Figures:
     figures = Figures(connections=connections)
     misses = itertools.count()
     deadline = time.monotonic() + seconds
     start = time.monotonic()
-    await asyncio.gather(*(
+    await asyncio.gather(_sample_rss(pid, deadline, figures), *(
         _connection(port, deadline, figures, random.Random(seed + i), misses)
         for i in range(connections)))
     figures.seconds = round(time.monotonic() - start, 1)
@@ -178,13 +185,14 @@ def run_load(proxy: Proxy, origin: LoadOrigin, connections: int, seconds: float,
              seed: int = 1) -> Figures:
     """Warm up, then load for `seconds`; RSS is read after the warm-up and at the end."""
     assert proxy.proc is not None
-    asyncio.run(_run(proxy.port, min(connections, 20), min(2.0, seconds / 5), seed + 10_000))
+    pid = proxy.proc.pid
+    asyncio.run(_run(proxy.port, min(connections, 20), min(2.0, seconds / 5), seed + 10_000, pid))
     before_origin = len(origin.origin.seen)
     before_304 = origin.not_modified
-    rss_before = rss_kib(proxy.proc.pid)
-    figures = asyncio.run(_run(proxy.port, connections, seconds, seed))
+    rss_before = rss_kib(pid)
+    figures = asyncio.run(_run(proxy.port, connections, seconds, seed, pid))
     figures.rss_kib_before = rss_before
-    figures.rss_kib_after = rss_kib(proxy.proc.pid)
+    figures.rss_kib_after = rss_kib(pid)
     figures.origin_requests = len(origin.origin.seen) - before_origin
     figures.origin_304 = origin.not_modified - before_304
     return figures
