@@ -159,9 +159,9 @@ def test_connection_refused_gives_502(tmp_path: Path) -> None:
 def test_headers_that_never_finish_do_not_stall_others(
     raw_origin: RawOrigin, proxy_raw: Proxy
 ) -> None:
-    """The origin sends half a head and then nothing. Today the proxy has no origin read timeout
-    (that comes with issue 5), so the client waits; what is checked here is that it gets no
-    wrong answer and that everyone else is served meanwhile."""
+    """The origin sends half a head and then nothing. Within the first-byte timeout (60 s by
+    default; the test below shortens it) the client waits: it gets no wrong answer, and
+    everyone else is served meanwhile."""
 
     def hang(conn: socket.socket) -> None:
         conn.sendall(b"HTTP/1.1 200 OK\r\nCache-Control: max-age=300\r\n")
@@ -203,3 +203,81 @@ def test_storm_of_5xx(raw_origin: RawOrigin, proxy_raw: Proxy) -> None:
     assert all(g for _, g in results)
     assert sum(raw_origin.counts[f"/e{s}"] for s in statuses) == 300
     assert raw_origin.counts["/good"] == 1
+
+
+def _good_then(fault: Behaviour, cache_control: bytes) -> Behaviour:
+    """Answer well once (stored, with `cache_control`), then misbehave every time."""
+    calls = Counter[str]()
+
+    def behaviour(conn: socket.socket) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nCache-Control: " + cache_control
+                         + b"\r\nContent-Length: 5\r\n\r\nstale")
+        else:
+            fault(conn)
+
+    return behaviour
+
+
+def test_stale_if_error_answers_every_fault(raw_origin: RawOrigin, proxy_raw: Proxy) -> None:
+    """A stored response whose stale-if-error window is open answers instead of the 502, with
+    the stored bytes, whatever the fault; without the window the client gets the 502."""
+    faults = {**FAULTS, "503": lambda c: c.sendall(
+        b"HTTP/1.1 503 Busy\r\nContent-Length: 4\r\n\r\nbusy")}
+    for i, fault in enumerate(faults.values()):
+        for prefix, cache_control in (("/sie", b"max-age=1, stale-if-error=600"),
+                                      ("/nosie", b"max-age=1")):
+            raw_origin.behaviours[f"{prefix}{i}"] = _good_then(fault, cache_control)
+            assert fetch(proxy_raw.url + f"{prefix}{i}").body == b"stale"
+    time.sleep(1.2)
+    for i, name in enumerate(faults):
+        answer = fetch(proxy_raw.url + f"/sie{i}")
+        assert (answer.status, answer.body, answer.x_cache) == (200, b"stale", "HIT"), name
+        assert "fwd=stale" in (answer.header("Cache-Status") or ""), name
+        assert "detail=stale-on-" in (answer.header("Cache-Status") or ""), name
+        plain = fetch(proxy_raw.url + f"/nosie{i}")
+        assert plain.status in (502, 503) and plain.body != b"stale", name
+
+
+def test_headers_that_never_finish_get_504_at_the_first_byte_timeout(
+    raw_origin: RawOrigin, tmp_path: Path
+) -> None:
+    def hang(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nCache-Control: max-age=300\r\n")
+        raw_origin.hold.wait(60)
+
+    raw_origin.behaviours["/hang2"] = _then_good(hang)
+    with Proxy(raw_origin.url, tmp_path / "cache", "--first-byte-timeout", "1") as proxy:
+        started = time.monotonic()
+        answer = fetch(proxy.url + "/hang2", timeout=10)
+        assert answer.status == 504 and answer.x_cache == "MISS"
+        assert time.monotonic() - started < 5
+        again = fetch(proxy.url + "/hang2")
+        assert (again.status, again.body) == (200, b"good")  # nothing stored from the hang
+    assert raw_origin.counts["/hang2"] == 2
+
+
+def test_a_body_dripping_past_the_response_timeout_gets_504_and_is_not_stored(
+    raw_origin: RawOrigin, tmp_path: Path
+) -> None:
+    def drip(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nCache-Control: max-age=300\r\nContent-Length: 20\r\n\r\n")
+        for _ in range(20):
+            if raw_origin.hold.wait(0.5):
+                return
+            try:
+                conn.sendall(b"x")
+            except OSError:
+                return
+
+    raw_origin.behaviours["/drip"] = _then_good(drip)
+    with Proxy(raw_origin.url, tmp_path / "cache", "--response-timeout", "2") as proxy:
+        started = time.monotonic()
+        answer = fetch(proxy.url + "/drip", timeout=15)
+        # The body is held until complete (it is small), so the client has had nothing yet.
+        assert answer.status == 504 and answer.x_cache == "MISS"
+        assert time.monotonic() - started < 6
+        again = fetch(proxy.url + "/drip")
+        assert (again.status, again.body) == (200, b"good")
+    assert raw_origin.counts["/drip"] == 2

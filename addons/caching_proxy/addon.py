@@ -110,6 +110,7 @@ class CacheAddon:
         self.rules: tuple[Rule, ...] = ()
         self._store_key: tuple[str, int, int] | None = None
         self._store_warned = False
+        self._lookup_failed = False
         # Called before the store is closed or replaced: addons that buffer writes flush them.
         self.before_close: list[Callable[[], None]] = []
         self.use_stale: frozenset[str] = frozenset()
@@ -287,7 +288,9 @@ class CacheAddon:
         if not isinstance(state, FlowState) or state.served:
             return
         self._finish_fill(state)
-        if state.fallback is None or flow.response is not None:
+        # A response whose head has not gone to the client yet (its body was being held) can
+        # still give way; a streamed one is under way and is cut.
+        if state.fallback is None or (flow.response is not None and flow.response.stream):
             return
         failure = "timeout" if flow.metadata.get(TIMEOUT_KEY) else "error"
         if self._serve_stale(flow, state, failure, None):
@@ -533,13 +536,16 @@ class CacheAddon:
         except EntryTooLarge:
             raise
         except STORE_ERRORS as e:
+            self._lookup_failed = True
             self._warn_store(e)
             return None
         except Exception as e:  # an unreadable record (e.g. written by another version)
             log.warning(f"caching-proxy: ignoring unreadable cache record for {url}: {e!r}")
             return None
-        if self._store_warned:
-            self._store_warned = False
+        if self._lookup_failed:
+            # Said once when reads work again (Redis back); a store that still reads but no
+            # longer writes (folder removed, disk full) stays warned once and quiet.
+            self._lookup_failed = self._store_warned = False
             log.warning("caching-proxy: cache store available again, caching resumed")
         return found
 

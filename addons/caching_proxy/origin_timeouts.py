@@ -52,7 +52,10 @@ class OriginTimeouts:
     def error(self, flow: http.HTTPFlow) -> None:
         self._stop(flow)
         phase = flow.metadata.get(TIMEOUT_KEY)
-        if phase is None or error_page.has_answer(flow) or flow.response is not None:
+        # A response still held (its head not sent) gives way to the 504; a streamed one is cut.
+        if phase is None or error_page.has_answer(flow) or (
+            flow.response is not None and flow.response.stream
+        ):
             return
         response = http.Response.make(
             504, f"504 Gateway Timeout: the origin did not answer in time ({phase})\n".encode(),
