@@ -106,3 +106,23 @@ def test_large_entries_raw_body_files_and_max_inline(tmp_path: Path) -> None:
     old = store.lookup("http://o:80/old", [])
     assert old is not None and old.body == body
     store.close()
+
+
+def test_reads_mark_recency_in_one_deferred_write(tmp_path: Path) -> None:
+    store = DiskStore(str(tmp_path), lru_interval=0)
+    store.put(make_entry("http://o:80/a"), 60)
+    store.put(make_entry("http://o:80/b"), 60)
+
+    def access_times() -> dict[str, float]:
+        rows = store._cache._sql("SELECT key, access_time FROM Cache").fetchall()
+        return dict(rows)
+
+    before = access_times()
+    time.sleep(0.05)
+    assert store.lookup("http://o:80/a", []) is not None
+    assert access_times() == before  # the read itself writes nothing
+    store.flush()
+    after = access_times()
+    assert after["http://o:80/a"] > before["http://o:80/a"]
+    assert after["http://o:80/b"] == before["http://o:80/b"]
+    store.close()

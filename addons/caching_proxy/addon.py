@@ -59,6 +59,7 @@ META_KEY = "caching_proxy"
 # If-Match / If-Unmodified-Since requests pass too (see bypass_reason).
 CONDITIONAL_FIELDS = ("if-none-match", "if-modified-since", "if-range")
 STORE_ERRORS = (OSError, sqlite3.Error)
+STORE_FLUSH_INTERVAL = 1.0  # seconds between writes of what the store deferred (Store.flush)
 # Entries larger than this are written to the store in a worker thread, so that other
 # connections are not held up by the disk.
 OFF_LOOP_BYTES = 1 << 20
@@ -112,6 +113,7 @@ class CacheAddon:
         self._store_warned = False
         self._lookup_failed = False
         self._shared_store = False
+        self._maintenance: asyncio.Task[None] | None = None
         # Called before the store is closed or replaced: addons that buffer writes flush them.
         self.before_close: list[Callable[[], None]] = []
         self.use_stale: frozenset[str] = frozenset()
@@ -159,8 +161,21 @@ class CacheAddon:
         # a cache must not: a hit needs no origin, and a dead origin would drop every client.
         if ctx.options.connection_strategy != "lazy":
             ctx.options.connection_strategy = "lazy"
+        self._maintenance = asyncio.get_running_loop().create_task(self._flush_periodically())
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(STORE_FLUSH_INTERVAL)
+            store = self.store
+            if store is not None:
+                try:
+                    await asyncio.to_thread(store.flush)
+                except STORE_ERRORS as e:
+                    self._warn_store(e)
 
     def done(self) -> None:
+        if self._maintenance is not None:
+            self._maintenance.cancel()
         self.refresher.done()
         if self.store is not None:
             self._close_store()

@@ -80,4 +80,8 @@ class Store(Protocol):
     def counters(self) -> dict[str, int]:
         """The persisted counters since the store was created (`clear` keeps them)."""
 
+    def flush(self) -> None:
+        """Write what the store deferred to keep reads fast; called about once a second, off
+        the event loop."""
+
     def close(self) -> None: ...

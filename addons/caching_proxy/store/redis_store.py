@@ -95,6 +95,9 @@ class RedisStore:
         self._down_until = 0.0
         return result
 
+    def flush(self) -> None:
+        """Nothing deferred: Redis tracks recency itself."""
+
     def close(self) -> None:
         self._redis.close()
 
