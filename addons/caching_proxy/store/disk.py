@@ -84,8 +84,9 @@ class RecencyCache(diskcache.Cache):  # type: ignore[misc]
     like diskcache's own fast path and notes the key when its `access_time` is older than
     `lru_interval` (as Varnish moves an object in its LRU list at most once per `lru_interval`);
     `flush_recency` writes the noted times in one transaction, about once a second off the event
-    loop and before each write of this process (so its evictions see its own reads). Measured on a store of 20,000 entries read at random: 68 us per read with a
-    write per read, 14 us without. Eviction order is thus exact to within that interval.
+    loop and before each write of this process (so its evictions see its own reads). Measured on
+    a store of 20,000 entries read at random: 68 us per read with a write per read, 14 us without.
+    Eviction order is thus exact to within that interval.
     Relies on diskcache 5's `_sql`, `_con` and `_disk` (the version range is pinned).
     """
 
