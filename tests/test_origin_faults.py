@@ -7,6 +7,7 @@ being served as a HIT during and after every fault.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
@@ -53,7 +54,8 @@ class RawOrigin:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        with conn:
+        # The proxy may reset a connection it gave up on; for this origin that is a hang-up.
+        with conn, contextlib.suppress(ConnectionError):
             buf = b""
             while True:
                 while b"\r\n\r\n" not in buf:
