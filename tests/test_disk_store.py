@@ -8,6 +8,7 @@ from pathlib import Path
 from caching_proxy.entry import Entry
 from caching_proxy.policy import CacheConfig, decide_store
 from caching_proxy.store import DiskStore
+from caching_proxy.store.disk import RECENCY_BUDGET
 
 
 def make_entry(url: str, body: bytes = b"x", vary: str | None = None, value: str = "") -> Entry:
@@ -125,4 +126,25 @@ def test_reads_mark_recency_in_one_deferred_write(tmp_path: Path) -> None:
     after = access_times()
     assert after["http://o:80/a"] > before["http://o:80/a"]
     assert after["http://o:80/b"] == before["http://o:80/b"]
+    store.close()
+
+
+def test_recency_writes_are_budgeted_and_the_rest_noted_at_a_later_read(tmp_path: Path) -> None:
+    store = DiskStore(str(tmp_path), lru_interval=0)
+    urls = [f"http://o:80/{i}" for i in range(RECENCY_BUDGET + 50)]
+    for url in urls:
+        store.put(make_entry(url), 60)
+    before = dict(store._cache._sql("SELECT key, access_time FROM Cache").fetchall())
+    time.sleep(0.05)
+    for url in urls:
+        assert store.lookup(url, []) is not None
+    store.flush()
+    after = dict(store._cache._sql("SELECT key, access_time FROM Cache").fetchall())
+    moved = [url for url in urls if after[url] > before[url]]
+    assert moved == urls[:RECENCY_BUDGET]
+    for url in urls[RECENCY_BUDGET:]:  # still old, so read again they are noted this time
+        assert store.lookup(url, []) is not None
+    store.flush()
+    again = dict(store._cache._sql("SELECT key, access_time FROM Cache").fetchall())
+    assert all(again[url] > before[url] for url in urls)
     store.close()
