@@ -80,6 +80,10 @@ def rows(entries: int) -> list[Row]:
         Row("hit44k", "caching-proxy hit, 1 URL", "proxy", Load("fixed", "/b44k/x"), "44 KB"),
         Row("hitfull", f"caching-proxy hit, {entries:,} entries", "proxy-full",
             Load("random", "/b1k/f", entries), "1 KB"),
+        # The same large store, read on 10 of its entries: tells the store's size apart from
+        # the spread of the reads over it.
+        Row("hitfull10", f"caching-proxy hit, {SMALL_KEYS} of the {entries:,} entries",
+            "proxy-full", Load("random", "/b1k/f", SMALL_KEYS), "1 KB"),
         Row("miss", "caching-proxy miss: a new URL every request (stored)", "proxy-miss",
             Load("unique", "/b1k/m"), "1 KB"),
         Row("nostore", "caching-proxy miss: no-store response (not stored)", "proxy-miss",
@@ -436,6 +440,12 @@ def main(argv: list[str] | None = None) -> int:
             notes.append("RSS of the proxy with the large store: " + "; ".join(
                 f"{stage} {value}" for stage, value in memory.items()))
         rates = {m.row.key: m.rate for m in measured}
+        if rates.get("hitfull10") and rates.get("hit1k") and rates.get("hitfull"):
+            notes.append(
+                f"the large store's size alone: {SMALL_KEYS} of its entries read at random "
+                f"answer {rates['hitfull10'] / rates['hit1k']:.3f}x the {SMALL_KEYS}-entry "
+                f"store; reads spread over all {settings.entries:,} answer "
+                f"{rates['hitfull'] / rates['hitfull10']:.3f}x those {SMALL_KEYS}")
         print("\n".join([*lines, "", *table(measured), "",
                          *targets(rates, growth, settings.entries), "",
                          *(f"- {note}" for note in notes)]))
