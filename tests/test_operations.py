@@ -265,3 +265,15 @@ def test_stats_count_collapsed_stale_and_origin_failures(origin: Origin, proxy: 
     stats = json_of("--cache-dir", str(proxy.cache_dir), "--stats")["stats"]
     assert {k: stats[k] for k in ("collapsed", "hits", "misses", "stale", "origin_errors")} == {
         "collapsed": collapsed, "hits": hits, "misses": 2, "stale": 1, "origin_errors": 1}
+
+
+def test_clear_reports_the_bytes_that_stats_showed(origin: Origin, proxy: Proxy) -> None:
+    for path in ("/s1", "/s2"):
+        origin.route(path, 200, FRESH, b"z" * 3000)
+        assert fetch(proxy.url + path).x_cache == "MISS"
+    cache = str(proxy.cache_dir)
+    shown = json_of("--cache-dir", cache, "--stats")["stats"]
+    cleared = json_of("--cache-dir", cache, "--clear-cache")["cleared"]
+    assert shown["entries"] == cleared["entries"] == 2
+    assert shown["bytes"] == cleared["bytes"] >= 6000
+    assert json_of("--cache-dir", cache, "--stats")["stats"]["entries"] == 0
