@@ -109,21 +109,20 @@ def test_large_entries_raw_body_files_and_max_inline(tmp_path: Path) -> None:
     store.close()
 
 
+def access_times(store: DiskStore) -> dict[str, float]:
+    return dict(store._cache._sql("SELECT key, access_time FROM Cache").fetchall())
+
+
 def test_reads_mark_recency_in_one_deferred_write(tmp_path: Path) -> None:
     store = DiskStore(str(tmp_path), lru_interval=0)
     store.put(make_entry("http://o:80/a"), 60)
     store.put(make_entry("http://o:80/b"), 60)
-
-    def access_times() -> dict[str, float]:
-        rows = store._cache._sql("SELECT key, access_time FROM Cache").fetchall()
-        return dict(rows)
-
-    before = access_times()
+    before = access_times(store)
     time.sleep(0.05)
     assert store.lookup("http://o:80/a", []) is not None
-    assert access_times() == before  # the read itself writes nothing
+    assert access_times(store) == before  # the read itself writes nothing
     store.flush()
-    after = access_times()
+    after = access_times(store)
     assert after["http://o:80/a"] > before["http://o:80/a"]
     assert after["http://o:80/b"] == before["http://o:80/b"]
     store.close()
@@ -134,17 +133,17 @@ def test_recency_writes_are_budgeted_and_the_rest_noted_at_a_later_read(tmp_path
     urls = [f"http://o:80/{i}" for i in range(RECENCY_BUDGET + 50)]
     for url in urls:
         store.put(make_entry(url), 60)
-    before = dict(store._cache._sql("SELECT key, access_time FROM Cache").fetchall())
+    before = access_times(store)
     time.sleep(0.05)
     for url in urls:
         assert store.lookup(url, []) is not None
     store.flush()
-    after = dict(store._cache._sql("SELECT key, access_time FROM Cache").fetchall())
+    after = access_times(store)
     moved = [url for url in urls if after[url] > before[url]]
     assert moved == urls[:RECENCY_BUDGET]
     for url in urls[RECENCY_BUDGET:]:  # still old, so read again they are noted this time
         assert store.lookup(url, []) is not None
     store.flush()
-    again = dict(store._cache._sql("SELECT key, access_time FROM Cache").fetchall())
+    again = access_times(store)
     assert all(again[url] > before[url] for url in urls)
     store.close()
