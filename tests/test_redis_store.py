@@ -117,7 +117,7 @@ def test_store_guarantees(redis_server: RedisServer) -> None:
     one.put(make_entry("http://o:80/a", vary="Accept", value="y"), 60)
     one.put(make_entry("http://o:80/b", body=b"b" * 1000), 60)
     assert two.lookup("http://o:80/a", [("Accept", "y")]) is not None
-    assert two.usage_estimate().entries == two.usage().entries == 3
+    assert two.usage_estimate().entries == len(list(two.entries())) == 3
     one.put(make_entry("http://o:80/a"), 60)  # no Vary any more: the variants go
     assert sorted(e.url for e in two.entries()) == ["http://o:80/a", "http://o:80/b"]
     assert two.delete_matching(lambda url: url.endswith("/b")) == 1

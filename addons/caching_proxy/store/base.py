@@ -53,11 +53,8 @@ class Store(Protocol):
     def clear(self) -> Usage:
         """Remove everything; what was removed."""
 
-    def usage(self) -> Usage:
-        """How many responses are stored, and their size."""
-
     def usage_estimate(self) -> Usage:
-        """`usage` without reading every response: for frequent callers (metrics)."""
+        """Responses stored and their size as stored, without reading every response."""
 
     def entries(self) -> Iterator[Entry]:
         """Every stored response (all variants), in no particular order."""

@@ -270,17 +270,8 @@ class DiskStore:
                 sqlite_mmap_size=0, sqlite_cache_size=64)
         return self._counters
 
-    def usage(self) -> Usage:
-        """How many responses are stored and their size (headers and bodies)."""
-        entries = size = 0
-        for value in self._values():
-            if isinstance(value, Entry):
-                entries += 1
-                size += value.size
-        return Usage(entries, size)
-
     def usage_estimate(self) -> Usage:
-        """Like `usage` from diskcache's index alone: sizes as stored (pickled), read at once."""
+        """Responses stored and their size as stored (pickled), from diskcache's index alone."""
         ((count, size),) = self._cache._sql(
             # diskcache records the size of values kept in files only.
             "SELECT COUNT(*), COALESCE(SUM(IFNULL(LENGTH(value), size)), 0) FROM Cache"

@@ -183,13 +183,6 @@ class RedisStore:
             if isinstance(value, Entry):
                 yield value
 
-    def usage(self) -> Usage:
-        entries = size = 0
-        for entry in self.entries():
-            entries += 1
-            size += entry.size
-        return Usage(entries, size)
-
     def usage_estimate(self) -> Usage:
         """Counted from each value's first byte and length, without unpickling."""
         keys = list(self._keys())
