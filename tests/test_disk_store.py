@@ -44,9 +44,10 @@ def test_variants_entries_and_delete_matching(tmp_path: Path) -> None:
 
 def test_lock_is_exclusive_and_expires(tmp_path: Path) -> None:
     one, two = DiskStore(str(tmp_path)), DiskStore(str(tmp_path))
-    assert one.acquire("k", 0.3)
+    token = one.acquire("k", 0.3)
+    assert token
     assert not two.acquire("k", 0.3)
-    one.release("k")
+    one.release("k", token)
     assert two.acquire("k", 0.3)
     time.sleep(0.4)  # the holder never released: the lock expired by itself
     assert one.acquire("k", 0.3)
@@ -111,7 +112,7 @@ def test_large_entries_raw_body_files_and_max_inline(tmp_path: Path) -> None:
 
 
 def access_times(store: DiskStore) -> dict[str, float]:
-    return dict(store._cache._sql("SELECT key, access_time FROM Cache").fetchall())
+    return dict(store.backend.cache._sql("SELECT key, access_time FROM Cache").fetchall())
 
 
 def test_reads_mark_recency_in_one_deferred_write(tmp_path: Path) -> None:

@@ -122,12 +122,16 @@ def test_store_guarantees(redis_server: RedisServer) -> None:
     assert sorted(e.url for e in two.entries()) == ["http://o:80/a", "http://o:80/b"]
     assert two.delete_matching(lambda url: url.endswith("/b")) == 1
     # Fill lock: exclusive across instances, expires by itself, released by its holder only.
-    assert one.acquire("k", 0.3) and not two.acquire("k", 0.3)
-    two.release("k")
+    first = one.acquire("k", 0.3)
+    assert first and not two.acquire("k", 0.3)
+    two.release("k", "not the holder's token")
     assert not two.acquire("k", 0.3)
     time.sleep(0.4)
-    assert two.acquire("k", 5)
-    two.release("k")
+    second = two.acquire("k", 5)
+    assert second
+    one.release("k", first)  # expired: the lock is two's now, and stays
+    assert not one.acquire("k", 5)
+    two.release("k", second)
     assert one.acquire("k", 5)
     one.add_counts({"hits": 2})
     two.add_counts({"hits": 1, "misses": 4})

@@ -1,14 +1,20 @@
-"""Response stores: diskcache on this machine (the default), or Redis shared by machines."""
+"""Response stores: diskcache on this machine (the default), or Redis shared by machines.
+
+`Store` (store/layout.py) is the variant layout the addon and the CLI use, written once over a
+small Backend interface (store/backend.py) that store/disk.py and store/redis_store.py implement.
+"""
 
 from __future__ import annotations
 
-from caching_proxy.store.base import Store, Usage, VaryIndex, variant_key
+from caching_proxy.store.backend import EntryTooLarge, Unreadable
+from caching_proxy.store.base import Usage, VaryIndex, variant_key
 from caching_proxy.store.disk import DEFAULT_LRU_INTERVAL, DEFAULT_SIZE_LIMIT, DiskStore
+from caching_proxy.store.layout import Store
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
-__all__ = ["DEFAULT_SIZE_LIMIT", "DiskStore", "Store", "Usage", "VaryIndex", "is_redis_url", "open_store",
-           "variant_key"]
+__all__ = ["DEFAULT_SIZE_LIMIT", "DiskStore", "EntryTooLarge", "Store", "Unreadable", "Usage",
+           "VaryIndex", "is_redis_url", "open_store", "variant_key"]
 
 
 def open_store(

@@ -1,11 +1,21 @@
 """Stored responses in Redis, shared by proxy instances on several machines.
 
-Same layout as the disk store: a response without Vary under its URL, a `VaryIndex` under a URL
-whose responses vary plus each variant under `URL NUL repr(secondary key)`, all below one key
-prefix, so `clear` removes this cache's keys only (never FLUSHDB). Expiry is Redis' own (PX, the
-addon passes freshness plus the stale windows); size is bounded by Redis' `maxmemory` with an
-LRU `maxmemory-policy` (allkeys-lru recommended, see README). Responses larger than
+The Backend (store/backend.py) on one Redis database: every key below one prefix, so `clear`
+removes this cache's keys only (never FLUSHDB). Expiry is Redis' own (PX, the addon passes
+freshness plus the stale windows); size is bounded by Redis' `maxmemory` with an LRU
+`maxmemory-policy` (allkeys-lru recommended, see README). Responses larger than
 `max_value_size` are not stored: one large value would hold the single-threaded server up.
+
+A group is a sorted set per group, `group:` + name, its members scored by their expiry time (in
+Redis' own clock, so machines with skewed clocks agree); a member's write adds it, drops the
+expired ones and extends the set's own expiry to its longest-lived member, in one Lua script.
+Under memory pressure Redis may evict a group's set before its members, or members before the
+set (those stay listed until their expiry time; deleting them is a no-op): the layout never
+relies on the set to keep a purged variant unreachable (see VaryIndex.generation). For Redis
+Cluster, a group and its members would need one hash tag (`{url}`), as the scripts touch both.
+
+Data written by the previous layout: its Vary indexes no longer decode (dropped when met), its
+variants are in no group and keyed without a generation (never reached; they expire by PX).
 
 A hit is one GET (two under Vary). Values are pickled and read back with an unpickler that only
 builds this package's entry classes, so whoever can write to the Redis cannot make the proxy run
@@ -17,10 +27,9 @@ making every request wait for a dead server.
 from __future__ import annotations
 
 import io
-import os
 import pickle
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any, TypeVar
 
@@ -29,14 +38,38 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from caching_proxy.entry import Entry
-from caching_proxy.policy import Headers, vary_key
-from caching_proxy.store.base import Usage, VaryIndex, variant_key
+from caching_proxy.store.backend import SEP, Unreadable
+from caching_proxy.store.base import Usage, VaryIndex
+from caching_proxy.store.layout import Store
 
 PREFIX = "caching-proxy:"
+GROUP, LOCK, COUNTERS = "group:", "lock:", "counters"
 DEFAULT_MAX_VALUE_SIZE = 8 << 20
 OUTAGE_BACKOFF = 1.0  # seconds of immediate pass-through after a failure
+BATCH = 500  # keys per MGET, UNLINK or pipeline
 ENTRY_MARK, INDEX_MARK = b"E", b"I"
-_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+_NOW_MS = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) "
+# KEYS: member, group; ARGV: value, ttl in ms.
+_SET_MEMBER = _NOW_MS + """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), KEYS[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[2], last[2])
+"""
+# KEYS: group.
+_MEMBERS = _NOW_MS + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"""
+# KEYS: key; ARGV: value, ttl in ms. A later expiry (or none) already there is kept.
+_SET_KEEP_LATER = """
+local current = redis.call('PTTL', KEYS[1])
+if current == -1 then return redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL') end
+return redis.call('SET', KEYS[1], ARGV[1], 'PX', math.max(current, tonumber(ARGV[2])))
+"""
+_DELETE_IF = ("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1])"
+              " end return 0")
 T = TypeVar("T")
 
 
@@ -49,7 +82,6 @@ class _EntryUnpickler(pickle.Unpickler):
         ("caching_proxy.entry", "Entry"),
         ("caching_proxy.policy.storing", "StoredMeta"),
         ("caching_proxy.store.base", "VaryIndex"),
-        ("builtins", "set"),
     })
 
     def find_class(self, module: str, name: str) -> Any:
@@ -58,19 +90,32 @@ class _EntryUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def encode(value: Entry | VaryIndex) -> bytes:
+def encode(value: object) -> bytes:
+    if not isinstance(value, Entry | VaryIndex):
+        raise TypeError(f"only responses and Vary indexes are stored in Redis, not {value!r}")
     mark = ENTRY_MARK if isinstance(value, Entry) else INDEX_MARK
     return mark + pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def decode(data: bytes | None) -> Entry | VaryIndex | None:
-    if not data or data[:1] not in (ENTRY_MARK, INDEX_MARK):
+    """The value in `data`; None for no data; Unreadable for anything this proxy did not write
+    (or a version of it with other classes)."""
+    if data is None:
         return None
-    value = _EntryUnpickler(io.BytesIO(data[1:])).load()
-    return value if isinstance(value, Entry | VaryIndex) else None
+    if data[:1] not in (ENTRY_MARK, INDEX_MARK):
+        raise Unreadable("no mark of a stored response")
+    try:
+        value = _EntryUnpickler(io.BytesIO(data[1:])).load()
+    except Exception as e:  # whatever garbage makes pickle raise
+        raise Unreadable(repr(e)) from e
+    if not isinstance(value, Entry | VaryIndex):
+        raise Unreadable(f"a {type(value).__name__}")
+    return value
 
 
-class RedisStore:
+class RedisBackend:
+    """The Backend (store/backend.py) on a Redis database, with sync redis-py."""
+
     def __init__(self, url: str, max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
                  timeout: float = 1.0) -> None:
         self.location = url
@@ -81,8 +126,10 @@ class RedisStore:
             url, socket_timeout=timeout, socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0), health_check_interval=30)
         self._down_until = 0.0
-        self._tokens: dict[str, bytes] = {}
-        self._release = self._redis.register_script(_RELEASE)
+        self._set_member = self._redis.register_script(_SET_MEMBER)
+        self._members = self._redis.register_script(_MEMBERS)
+        self._set_keep_later = self._redis.register_script(_SET_KEEP_LATER)
+        self._delete_if = self._redis.register_script(_DELETE_IF)
 
     def _call(self, fn: Callable[[], T]) -> T:
         if self._down_until and time.monotonic() < self._down_until:
@@ -95,101 +142,90 @@ class RedisStore:
         self._down_until = 0.0
         return result
 
-    def flush(self) -> None:
-        """Nothing deferred: Redis tracks recency itself."""
+    # -- values and groups ---------------------------------------------------------------------
 
-    def close(self) -> None:
-        self._redis.close()
+    def get(self, key: str, max_inline: int | None = None) -> object | None:
+        # `max_inline` is not checked: knowing the size first would cost a second round trip
+        # on every hit, and values are bounded by max_value_size anyway.
+        return decode(self._call(lambda: self._redis.get(PREFIX + key)))
 
-    # -- responses -----------------------------------------------------------------------------
+    def get_many(self, keys: Iterable[str]) -> Iterator[object | None]:
+        batch: list[str] = []
+        for key in keys:
+            batch.append(PREFIX + key)
+            if len(batch) == BATCH:
+                yield from self._mget(batch)
+                batch = []
+        if batch:
+            yield from self._mget(batch)
 
-    def lookup(self, url: str, request_headers: Headers) -> Entry | None:
-        found = decode(self._call(lambda: self._redis.get(PREFIX + url)))
-        if isinstance(found, VaryIndex):
-            key = PREFIX + variant_key(url, vary_key(found.vary, request_headers))
-            found = decode(self._call(lambda: self._redis.get(key)))
-        return found if isinstance(found, Entry) else None
+    def _mget(self, keys: list[str]) -> Iterator[object | None]:
+        values: list[bytes | None] = self._call(partial(self._redis.mget, keys))
+        for data in values:
+            try:
+                yield decode(data)
+            except Unreadable:
+                yield None
 
-    def has_url(self, url: str) -> bool:
-        return bool(self._call(lambda: self._redis.exists(PREFIX + url)))
+    def has(self, key: str) -> bool:
+        return bool(self._call(lambda: self._redis.exists(PREFIX + key)))
 
-    def put(self, entry: Entry, expire: float) -> None:
-        """Store `entry` for `expire` seconds; a response with a different Vary replaces every
-        variant stored (optimistic transaction on the URL's key, retried on a conflict)."""
-        data = encode(entry)
+    def set(self, key: str, value: object, expire: float, group: str | None = None,
+            keep_later: bool = False) -> bool:
+        data = encode(value)
         if len(data) > self.max_value_size:
-            return
-        url_key = PREFIX + entry.url
+            return False
         px = max(1, int(expire * 1000))
+        if group is not None:
+            if not key.startswith(group + SEP):
+                raise ValueError(f"{key!r} is not named as a member of group {group!r}")
+            keys = [PREFIX + key, PREFIX + GROUP + group]
+            self._call(lambda: self._set_member(keys=keys, args=[data, px]))
+        elif keep_later:
+            self._call(lambda: self._set_keep_later(keys=[PREFIX + key], args=[data, px]))
+        else:
+            self._call(lambda: self._redis.set(PREFIX + key, data, px=px))
+        return True
 
-        def update(pipe: Any) -> None:
-            old = decode(pipe.get(url_key))
-            stale = old.variants if isinstance(old, VaryIndex) else set()
-            if entry.meta.vary:
-                key = variant_key(entry.url, entry.vary_values)
-                same = isinstance(old, VaryIndex) and old.vary == entry.meta.vary
-                index = old if same and isinstance(old, VaryIndex) else VaryIndex(entry.meta.vary)
-                if same:
-                    stale = set()
-                index.variants.add(key)
-                # The index lives as long as its longest-lived variant.
-                ttl = max(px, pipe.pttl(url_key) if same else 0)
-                pipe.multi()
-                pipe.set(PREFIX + key, data, px=px)
-                pipe.set(url_key, encode(index), px=ttl)
-            else:
-                pipe.multi()
-                pipe.set(url_key, data, px=px)
-            for key in stale:
-                pipe.delete(PREFIX + key)
-
-        self._call(lambda: self._redis.transaction(update, url_key))
-
-    def delete_url(self, url: str) -> int:
-        url_key = PREFIX + url
+    def delete(self, keys: Iterable[str]) -> int:
+        names = list(keys)
         removed = 0
-
-        def drop(pipe: Any) -> None:
-            nonlocal removed
-            old = decode(pipe.get(url_key))
-            keys = [PREFIX + k for k in old.variants] if isinstance(old, VaryIndex) else []
-            pipe.multi()
-            for key in keys:
-                pipe.delete(key)
-            pipe.delete(url_key)
-            removed = len(keys) if isinstance(old, VaryIndex) else int(old is not None)
-
-        self._call(lambda: self._redis.transaction(drop, url_key))
+        for start in range(0, len(names), BATCH):
+            # A member leaves its group's set in the same MULTI, so `members` never lists it.
+            pipe = self._redis.pipeline(transaction=True)
+            deletes = []  # which answers are DEL's
+            for key in names[start:start + BATCH]:
+                deletes.append(len(pipe))
+                pipe.delete(PREFIX + key)
+                if SEP in key:
+                    pipe.zrem(PREFIX + GROUP + key.split(SEP, 1)[0], PREFIX + key)
+            answers = self._call(pipe.execute)
+            removed += sum(answers[i] for i in deletes)
         return removed
 
-    def _keys(self) -> Iterator[bytes]:
-        for key in self._call(lambda: list(self._redis.scan_iter(PREFIX + "*", count=1000))):
-            name = key[len(PREFIX):]
-            if not name.startswith((b"lock:", b"counters")):
-                yield key
+    def members(self, group: str) -> list[str]:
+        found = self._call(lambda: self._members(keys=[PREFIX + GROUP + group]))
+        return [_name(key) for key in found]
 
-    def _values(self) -> Iterator[Entry | VaryIndex]:
-        keys = list(self._keys())
-        for start in range(0, len(keys), 500):
-            batch = keys[start:start + 500]
-            values: list[bytes | None] = self._call(partial(self._redis.mget, batch))
-            for data in values:
-                value = decode(data)
-                if value is not None:
-                    yield value
+    def scan(self, members: bool = False) -> Iterator[str]:
+        for key in self._value_keys():
+            name = _name(key)
+            if members or SEP not in name:
+                yield name
 
-    def entries(self) -> Iterator[Entry]:
-        for value in self._values():
-            if isinstance(value, Entry):
-                yield value
+    def _value_keys(self, groups: bool = False) -> list[bytes]:
+        found = self._call(lambda: list(self._redis.scan_iter(PREFIX + "*", count=1000)))
+        skipped = (LOCK, COUNTERS) if groups else (LOCK, COUNTERS, GROUP)
+        return [key for key in found
+                if not key[len(PREFIX):].startswith(tuple(s.encode() for s in skipped))]
 
-    def usage_estimate(self) -> Usage:
+    def usage(self) -> Usage:
         """Counted from each value's first byte and length, without unpickling."""
-        keys = list(self._keys())
+        keys = self._value_keys()
         entries = size = 0
-        for start in range(0, len(keys), 500):
+        for start in range(0, len(keys), BATCH):
             pipe = self._redis.pipeline(transaction=False)
-            for key in keys[start:start + 500]:
+            for key in keys[start:start + BATCH]:
                 pipe.getrange(key, 0, 0)
                 pipe.strlen(key)
             answers = self._call(pipe.execute)
@@ -199,45 +235,50 @@ class RedisStore:
                     size += int(length)
         return Usage(entries, size)
 
-    def delete_matching(self, predicate: Callable[[str], bool]) -> int:
-        removed = 0
-        for key in list(self._keys()):
-            url = key[len(PREFIX):].decode("utf-8", "surrogateescape")
-            if "\x00" not in url and predicate(url):
-                removed += self.delete_url(url)
-        return removed
-
     def clear(self) -> Usage:
         # The figures --stats and the metrics show, counted without reading every value.
-        before = self.usage_estimate()
-        keys = list(self._keys())
-        for start in range(0, len(keys), 500):
-            self._call(partial(self._redis.unlink, *keys[start:start + 500]))
+        before = self.usage()
+        keys = self._value_keys(groups=True)
+        for start in range(0, len(keys), BATCH):
+            self._call(partial(self._redis.unlink, *keys[start:start + BATCH]))
         return before
 
-    # -- coordination and counters -------------------------------------------------------------
+    # -- locks and counters --------------------------------------------------------------------
 
-    def acquire(self, key: str, ttl: float) -> bool:
-        token = os.urandom(8).hex().encode()
-        taken = self._call(lambda: self._redis.set(
-            PREFIX + "lock:" + key, token, nx=True, px=max(1, int(ttl * 1000))))
-        if taken:
-            self._tokens[key] = token
-        return bool(taken)
+    def add(self, key: str, token: str, ttl: float) -> bool:
+        return bool(self._call(lambda: self._redis.set(
+            PREFIX + LOCK + key, token, nx=True, px=max(1, int(ttl * 1000)))))
 
-    def release(self, key: str) -> None:
-        # Only our own lock: after expiry another instance may hold it.
-        token = self._tokens.pop(key, None)
-        if token is not None:
-            self._call(lambda: self._release(keys=[PREFIX + "lock:" + key], args=[token]))
+    def delete_if(self, key: str, token: str) -> bool:
+        return bool(self._call(lambda: self._delete_if(keys=[PREFIX + LOCK + key], args=[token])))
 
     def add_counts(self, counts: dict[str, int]) -> None:
         pipe = self._redis.pipeline(transaction=False)
         for name, delta in counts.items():
             if delta:
-                pipe.hincrby(PREFIX + "counters", name, delta)
+                pipe.hincrby(PREFIX + COUNTERS, name, delta)
         self._call(pipe.execute)
 
     def counters(self) -> dict[str, int]:
-        found = self._call(lambda: self._redis.hgetall(PREFIX + "counters"))
+        found = self._call(lambda: self._redis.hgetall(PREFIX + COUNTERS))
         return {k.decode(): int(v) for k, v in found.items()}
+
+    def flush(self) -> None:
+        """Nothing deferred: Redis tracks recency itself."""
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+def _name(key: bytes) -> str:
+    return key[len(PREFIX):].decode("utf-8", "surrogateescape")
+
+
+class RedisStore(Store):
+    """The variant layout on a Redis database."""
+
+    backend: RedisBackend
+
+    def __init__(self, url: str, max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
+                 timeout: float = 1.0) -> None:
+        super().__init__(RedisBackend(url, max_value_size, timeout))

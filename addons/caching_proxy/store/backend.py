@@ -1,0 +1,109 @@
+"""The primitive interface a store backend offers the layout (store/layout.py), and its errors.
+
+A backend holds opaque values under string keys, each with an expiry, and knows three more
+things: groups, locks and counters.
+
+- A *group* is a set of keys the backend can list without anyone keeping a list: a key stored
+  with `group=G` is named `G + SEP + name` (a group's name never contains SEP, so a key's group
+  is what precedes its first SEP), so diskcache finds the members with a range query on
+  its key index, and Redis keeps a sorted set per group scored by each member's expiry time.
+  `members(G)` lists the live ones only; a member that expired or was evicted drops out by
+  itself, and writing a member never rewrites the others.
+- A *lock* (`add` / `delete_if`) is an atomic insert-if-absent carrying an owner token, kept
+  apart from the values (`scan` never lists it).
+- *Counters* are integers shared by every process, kept apart from the values and by `clear`.
+
+Later kinds of data fit the same primitives:
+- Tags (purge every response tagged "product-42"): a tag is another kind of group, of marker
+  records named `"tag:" + tag + SEP + key`, each stored with the expiry of the key it marks, so
+  the tag lists its live keys like a URL lists its variants, with no list to keep up to date.
+- Partial objects (ranges stored as they arrive): the chunks of one response are a group under
+  its variant key (`variant + SEP + offset`), each chunk a value of its own; a chunk map in the
+  response's record, like the VaryIndex, names what is needed to serve a range.
+
+Guarantees every backend gives: each call is atomic on its own (diskcache: one SQLite
+transaction; Redis: one command, MULTI or Lua script), and every process (diskcache: on this
+machine; Redis: on any machine) sees the same data. Calls are not atomic with each other: the
+layout is written so that any interleaving of two processes' calls leaves a state it serves
+correctly. Failures of the medium surface as OSError (Redis: StoreUnavailable) or
+sqlite3.Error, which the addon turns into pass-through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Protocol
+
+from caching_proxy.store.base import Usage
+
+# Between a group's name and a member's own name. URLs never contain NUL.
+SEP = "\x00"
+
+
+class Unreadable(Exception):
+    """A record exists under the key but cannot be decoded: written by another version of the
+    proxy (or of Python), truncated, or not written by this proxy at all. The layout drops it."""
+
+
+class EntryTooLarge(Exception):
+    """The stored value is larger than the caller wants read inline (on the event loop)."""
+
+
+class Backend(Protocol):
+    location: str
+
+    def get(self, key: str, max_inline: int | None = None) -> object | None:
+        """The live value under `key`, or None (absent or expired). Raises Unreadable for a
+        record it cannot decode (left in place), and EntryTooLarge instead of reading a value
+        over `max_inline` bytes where the backend can tell the size first (diskcache can;
+        Redis ignores `max_inline`)."""
+
+    def get_many(self, keys: Iterable[str]) -> Iterator[object | None]:
+        """The value of each key in turn, None for an absent or unreadable one (for listings,
+        which skip what they cannot read; lookups use `get`, which says why)."""
+
+    def has(self, key: str) -> bool:
+        """Whether a live value is stored under `key`, without reading it."""
+
+    def set(self, key: str, value: object, expire: float, group: str | None = None,
+            keep_later: bool = False) -> bool:
+        """Store `value` for `expire` seconds; whether it was stored (Redis refuses values over
+        its max_value_size). With `group`, `key` must be `group + SEP + name` and becomes a
+        member of that group until it expires. With `keep_later`, a current expiry later than
+        `expire` is kept (read and written atomically), so a Vary index lives as long as its
+        longest-lived variant whatever order the variants are written in."""
+
+    def delete(self, keys: Iterable[str]) -> int:
+        """Remove the values under `keys`; how many were live."""
+
+    def members(self, group: str) -> list[str]:
+        """The keys of the group's live members, in no particular order."""
+
+    def scan(self, members: bool = False) -> Iterator[str]:
+        """The keys values are stored under, without group members unless `members`; never
+        lock keys or counters. A snapshot as of about the call: concurrent writes may or may
+        not show."""
+
+    def add(self, key: str, token: str, ttl: float) -> bool:
+        """Take lock `key` for `ttl` seconds, marked with `token`, unless a live lock is there
+        (atomic insert-if-absent; an expired lock counts as absent)."""
+
+    def delete_if(self, key: str, token: str) -> bool:
+        """Remove lock `key` only if it still carries `token` (atomic compare-and-delete), so a
+        holder whose lock expired never removes the next holder's; whether it did."""
+
+    def usage(self) -> Usage:
+        """Responses stored and their size as stored, without reading every value."""
+
+    def clear(self) -> Usage:
+        """Remove every value and group (counters stay); what `usage` said before."""
+
+    def add_counts(self, counts: dict[str, int]) -> None:
+        """Add to the shared counters (atomic per counter)."""
+
+    def counters(self) -> dict[str, int]: ...
+
+    def flush(self) -> None:
+        """Write what the backend deferred to keep reads fast; called about once a second."""
+
+    def close(self) -> None: ...

@@ -1,0 +1,187 @@
+"""The variant layout (RFC 9111 4.1), written once over the Backend interface (store/backend.py).
+
+- A response without Vary is stored under its URL (the primary key): a hit is one read.
+- A URL whose responses vary holds a `VaryIndex` (the field names and a generation, never a
+  list of variants) and each variant is a member of the URL's group, keyed by
+  `variant_key(url, values, generation)`: a hit is two reads. A put writes the variant and the
+  index, the same few bytes whatever the number of variants; the index is written with
+  `keep_later`, so it expires with its longest-lived variant and not before.
+- A response with a different Vary than the stored ones (or none) replaces all of them: a new
+  generation, and the old one's members are deleted.
+
+Concurrency: each backend call is atomic, calls are not atomic together. Whatever order two
+processes' calls interleave in, a lookup reaches only a variant of the index's own generation,
+so it never serves a variant selected by other fields or one a purge removed; the worst a race
+leaves is an unreachable variant that expires by itself (or a miss, refilled).
+
+A record that cannot be decoded (another version's, garbage) is treated as absent and deleted
+when met; it never makes a lookup, put or delete fail.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+
+from caching_proxy.entry import Entry
+from caching_proxy.policy import Headers, vary_key
+from caching_proxy.store.backend import Backend, EntryTooLarge, Unreadable
+from caching_proxy.store.base import Usage, VaryIndex, variant_key, variant_prefix
+
+# A Vary index is a few dozen bytes; reading no more than this under a URL tells an index from
+# a response without reading the response (where the backend can tell sizes first).
+_INDEX_READ_LIMIT = 4096
+
+
+class Store:
+    """A response store shared by every proxy process that opens the same location: the API the
+    addon and the CLI use. Failures of the medium surface as OSError (Redis: StoreUnavailable)
+    or sqlite3.Error, which the addon turns into pass-through."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    @property
+    def location(self) -> str:
+        return self.backend.location
+
+    # -- responses -----------------------------------------------------------------------------
+
+    def lookup(self, url: str, request_headers: Headers,
+               max_inline: int | None = None) -> Entry | None:
+        """The stored response for `url` whose Vary-selected fields match the request, or None.
+        With `max_inline`, raises EntryTooLarge instead of reading a value larger than that
+        where the backend can tell (diskcache), so that the caller can read it in a thread."""
+        found = self._read(url, max_inline)
+        if isinstance(found, VaryIndex):
+            values = vary_key(found.vary, request_headers)
+            found = self._read(variant_key(url, values, found.generation), max_inline)
+        return found if isinstance(found, Entry) else None
+
+    def has_url(self, url: str) -> bool:
+        """Whether anything (a response or a Vary index) is stored under `url`."""
+        return self.backend.has(url)
+
+    def variant_keys(self, url: str) -> list[str]:
+        """The keys of the live variants stored for `url` (expired and evicted ones drop out)."""
+        return self.backend.members(url)
+
+    def put(self, entry: Entry, expire: float) -> None:
+        """Store `entry` for `expire` seconds, replacing the responses it supersedes: the one
+        stored under the URL, or every variant when its Vary differs from theirs."""
+        url = entry.url
+        vary = entry.meta.vary
+        if not vary:
+            if self.backend.set(url, entry, expire):
+                self._drop_variants(url)
+            return
+        index = self._index(url)
+        same = index is not None and index.vary == vary
+        if index is None or not same:
+            index = VaryIndex(vary, _new_generation())
+        key = variant_key(url, entry.vary_values, index.generation)
+        if not self.backend.set(key, entry, expire, group=url):
+            return
+        self.backend.set(url, index, expire, keep_later=same)
+        if not same:
+            self._drop_variants(url, keep=index.generation)
+
+    def delete_url(self, url: str) -> int:
+        """Remove every stored response for `url` (all variants); how many there were."""
+        index = self._index(url)
+        # The index goes first: from then on no variant is reachable, whatever deleting them
+        # (one call per batch) meets.
+        primary = self.backend.delete([url])
+        removed = self._drop_variants(url)
+        return removed + (primary if index is None else 0)
+
+    def delete_matching(self, predicate: Callable[[str], bool]) -> int:
+        """Remove every stored response whose URL satisfies `predicate`; how many there were."""
+        return sum(self.delete_url(url) for url in list(self.backend.scan()) if predicate(url))
+
+    def entries(self) -> Iterator[Entry]:
+        """Every stored response (all variants), in no particular order."""
+        for value in self.backend.get_many(self.backend.scan(members=True)):
+            if isinstance(value, Entry):
+                yield value
+
+    def clear(self) -> Usage:
+        """Remove everything but the counters; what was removed (counted without reading)."""
+        return self.backend.clear()
+
+    def usage_estimate(self) -> Usage:
+        """Responses stored and their size as stored, without reading every response."""
+        return self.backend.usage()
+
+    # -- coordination and counters -------------------------------------------------------------
+
+    def acquire(self, key: str, ttl: float) -> str | None:
+        """Take the lock on `key` unless another holder (any process) has it: the owner token
+        to release it with, or None. The lock expires by itself after `ttl` seconds, so a
+        holder that died never stalls others."""
+        token = secrets.token_hex(8)
+        return token if self.backend.add(key, token, ttl) else None
+
+    def release(self, key: str, token: str) -> bool:
+        """Give the lock on `key` back if it is still the one `token` took (after it expired
+        another holder may have it, and keeps it); whether it was."""
+        return self.backend.delete_if(key, token)
+
+    def add_counts(self, counts: dict[str, int]) -> None:
+        """Add to the persisted counters (hits, misses, ...), shared by every process."""
+        self.backend.add_counts(counts)
+
+    def counters(self) -> dict[str, int]:
+        """The persisted counters since the store was created (`clear` keeps them)."""
+        return self.backend.counters()
+
+    def flush(self) -> None:
+        """Write what the store deferred to keep reads fast; called about once a second, off
+        the event loop."""
+        self.backend.flush()
+
+    def close(self) -> None:
+        self.backend.close()
+
+    # ------------------------------------------------------------------------------------------
+
+    def _read(self, key: str, max_inline: int | None = None) -> object | None:
+        """The value under `key`; a record that does not decode, or decodes to something this
+        layout never stores, is deleted and counts as absent."""
+        try:
+            value = self.backend.get(key, max_inline)
+        except Unreadable:
+            value = _UNREADABLE
+        if value is None or isinstance(value, Entry) or _valid_index(value):
+            return value
+        self.backend.delete([key])
+        return None
+
+    def _index(self, url: str) -> VaryIndex | None:
+        """The Vary index under `url`, if that is what is stored there."""
+        try:
+            found = self._read(url, _INDEX_READ_LIMIT)
+        except EntryTooLarge:  # a response, too large to be an index
+            return None
+        return found if isinstance(found, VaryIndex) else None
+
+    def _drop_variants(self, url: str, keep: str | None = None) -> int:
+        """Delete `url`'s variants (but those of generation `keep`); how many were live."""
+        members = self.backend.members(url)
+        if keep is not None:
+            mine = variant_prefix(url, keep)
+            members = [key for key in members if not key.startswith(mine)]
+        return self.backend.delete(members) if members else 0
+
+
+_UNREADABLE = object()
+
+
+def _valid_index(value: object) -> bool:
+    # An index of an older layout unpickles into this class with its fields mistyped.
+    return (isinstance(value, VaryIndex) and isinstance(value.vary, tuple)
+            and isinstance(value.generation, str) and bool(value.generation))
+
+
+def _new_generation() -> str:
+    return secrets.token_hex(6)

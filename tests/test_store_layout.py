@@ -1,0 +1,288 @@
+"""The variant layout's guarantees, on both backends (a diskcache folder, a real redis-server):
+writes that stay flat in the number of variants, an index that reports and lives as long as the
+live variants only, owner-token locks, unreadable records dropped, purges that take every
+variant."""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from caching_proxy.store import DiskStore, Store, VaryIndex
+from caching_proxy.store.backend import Backend
+from caching_proxy.store.redis_store import PREFIX, RedisStore
+from support.redis_server import RedisServer
+from test_disk_store import make_entry
+
+URL = "http://o:80/ua"
+HAVE_REDIS = shutil.which("redis-server") is not None
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    if not HAVE_REDIS:
+        pytest.skip("redis-server is not installed")
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["disk", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "disk":
+        made: Store = DiskStore(str(tmp_path / "cache"))
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        redis.Redis.from_url(server.url).flushdb()
+        made = RedisStore(server.url)
+    yield made
+    made.close()
+
+
+def raw_size(store: Store, key: str) -> int:
+    """The stored record's size in bytes, read from the backend itself."""
+    if isinstance(store, DiskStore):
+        ((size,),) = store.backend.cache._sql(
+            "SELECT IFNULL(LENGTH(value), size) FROM Cache WHERE key = ?", (key,)).fetchall()
+        return int(size)
+    return int(redis.Redis.from_url(store.location).strlen(PREFIX + key))
+
+
+def expires_at(store: Store, key: str) -> float:
+    """When the record under `key` expires (epoch seconds; inf for never)."""
+    if isinstance(store, DiskStore):
+        found = store.backend.cache.expire_time(key)
+        assert found is not None, key
+        return found
+    pttl = redis.Redis.from_url(store.location).pttl(PREFIX + key)
+    assert pttl != -2, key
+    return float("inf") if pttl == -1 else time.time() + pttl / 1000
+
+
+def write_raw(store: Store, key: str, data: bytes) -> None:
+    """`data` as the pickled value under `key`, bypassing the store's own serializer."""
+    if isinstance(store, DiskStore):
+        cache = store.backend.cache
+        cache.set(key, b"placeholder", expire=60)
+        cache._sql("UPDATE Cache SET mode = 4, value = ? WHERE key = ?", (data, key))
+    else:
+        redis.Redis.from_url(store.location).set(PREFIX + key, data, px=60_000)
+
+
+class Recorder:
+    """A backend that passes every call through and notes what `set` and `get` were given."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.sets: list[tuple[str, int]] = []  # (key, pickled size of the value)
+        self.gets: list[str] = []
+
+    def get(self, key: str, max_inline: int | None = None) -> object | None:
+        self.gets.append(key)
+        return self.inner.get(key, max_inline)
+
+    def set(self, key: str, value: object, expire: float, group: str | None = None,
+            keep_later: bool = False) -> bool:
+        self.sets.append((key, len(pickle.dumps(value))))
+        return self.inner.set(key, value, expire, group, keep_later)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def ua(i: int) -> list[tuple[str, str]]:
+    return [("User-Agent", f"agent/{i}")]
+
+
+def test_a_put_writes_the_same_amount_after_3000_variants(store: Store) -> None:
+    recorder = Recorder(store.backend)
+    layout = Store(recorder)  # type: ignore[arg-type]
+    layout.put(make_entry(URL, vary="User-Agent", value="agent/0"), 60)
+    first_index = raw_size(store, URL)
+    for i in range(1, 3000):
+        layout.put(make_entry(URL, vary="User-Agent", value=f"agent/{i}"), 60)
+    assert raw_size(store, URL) == first_index < 200
+    recorder.sets.clear()
+    layout.put(make_entry(URL, vary="User-Agent", value="agent/1000"), 60)  # stored before
+    one = list(recorder.sets)
+    recorder.sets.clear()
+    layout.put(make_entry(URL, vary="User-Agent", value="agent/3000"), 60)  # a new one
+    # The variant and the index, the index no larger than for the first variant.
+    assert [size for _, size in recorder.sets] == [size for _, size in one]
+    assert len(recorder.sets) == 2 and recorder.sets[1][0] == URL
+    assert len(store.variant_keys(URL)) == 3001
+    assert store.lookup(URL, ua(1234)) is not None
+
+
+def test_a_hit_is_one_read_without_vary_and_two_with(store: Store) -> None:
+    recorder = Recorder(store.backend)
+    layout = Store(recorder)  # type: ignore[arg-type]
+    layout.put(make_entry("http://o:80/plain"), 60)
+    layout.put(make_entry(URL, vary="User-Agent", value="agent/1"), 60)
+    recorder.gets.clear()
+    assert layout.lookup("http://o:80/plain", []) is not None
+    assert len(recorder.gets) == 1
+    assert layout.lookup(URL, ua(1)) is not None
+    assert len(recorder.gets) == 3
+
+
+def test_a_disk_hit_is_one_sqlite_statement(tmp_path: Path) -> None:
+    store = DiskStore(str(tmp_path))
+    store.put(make_entry("http://o:80/plain"), 60)
+    statements: list[str] = []
+    store.backend.cache._con.set_trace_callback(statements.append)
+    try:
+        assert store.lookup("http://o:80/plain", []) is not None
+    finally:
+        store.backend.cache._con.set_trace_callback(None)
+    assert len(statements) == 1 and statements[0].startswith("SELECT"), statements
+    store.close()
+
+
+def test_only_live_variants_are_reported(store: Store) -> None:
+    for i in range(5):
+        store.put(make_entry(URL, vary="User-Agent", value=f"agent/{i}"), 0.3 if i < 3 else 60)
+    assert len(store.variant_keys(URL)) == 5
+    time.sleep(0.5)
+    live = store.variant_keys(URL)
+    assert len(live) == 2 and all(key.endswith(("('agent/3',)", "('agent/4',)")) for key in live)
+    assert sorted(e.vary_values for e in store.entries()) == [("agent/3",), ("agent/4",)]
+    assert store.usage_estimate().entries == 2
+    assert store.lookup(URL, ua(0)) is None and store.lookup(URL, ua(4)) is not None
+
+
+def test_the_index_lives_as_long_as_its_longest_lived_variant(store: Store) -> None:
+    store.put(make_entry(URL, vary="User-Agent", value="agent/long"), 60)
+    store.put(make_entry(URL, vary="User-Agent", value="agent/short"), 5)  # must not shorten it
+    longest = max(expires_at(store, key) for key in store.variant_keys(URL))
+    assert expires_at(store, URL) >= longest - 0.01  # Redis' PTTL is in whole milliseconds
+    assert expires_at(store, URL) < time.time() + 61  # ... and it does expire
+
+
+def test_the_index_expires_with_its_last_variant(store: Store) -> None:
+    store.put(make_entry(URL, vary="User-Agent", value="agent/1"), 0.2)
+    store.put(make_entry(URL, vary="User-Agent", value="agent/2"), 0.4)
+    assert store.has_url(URL)
+    time.sleep(0.3)
+    assert store.has_url(URL) and store.variant_keys(URL)
+    time.sleep(0.3)
+    assert not store.has_url(URL) and store.variant_keys(URL) == []
+
+
+def test_release_never_removes_the_next_holders_lock(store: Store) -> None:
+    first = store.acquire("k", 0.2)
+    assert first is not None
+    assert store.acquire("k", 5) is None
+    time.sleep(0.3)  # first's lock expired by itself
+    second = store.acquire("k", 5)
+    assert second is not None and second != first
+    assert not store.release("k", first)
+    assert store.acquire("k", 5) is None  # still second's
+    assert store.release("k", second)
+    assert store.acquire("k", 5) is not None
+
+
+@pytest.mark.parametrize("data", [
+    b"\x80\x05garbage that is no pickle",
+    b"E\x80\x05garbage behind the mark of a response",
+    # A Vary index of the previous layout (field names and the set of variant keys), as the
+    # Redis store marked it and as diskcache pickled it.
+    b"I" + pickle.dumps(VaryIndex(("user-agent",), {"http://o:80/ua\x00('x',)"})),  # type: ignore[arg-type]
+    pickle.dumps(VaryIndex(("user-agent",), {"http://o:80/ua\x00('x',)"})),  # type: ignore[arg-type]
+], ids=["garbage", "marked-garbage", "old-redis-index", "old-disk-index"])
+def test_an_unreadable_record_counts_as_absent_and_is_dropped(store: Store, data: bytes) -> None:
+    write_raw(store, URL, data)
+    assert store.has_url(URL)
+    assert store.lookup(URL, ua(1)) is None
+    assert not store.has_url(URL)  # dropped
+    write_raw(store, URL, data)
+    store.put(make_entry(URL, vary="User-Agent", value="agent/1"), 60)
+    assert store.lookup(URL, ua(1)) is not None
+    write_raw(store, URL, data)
+    store.put(make_entry(URL), 60)
+    assert store.lookup(URL, []) is not None
+    write_raw(store, URL, data)
+    assert store.delete_url(URL) == 0 and not store.has_url(URL)
+    write_raw(store, URL, data)
+    store.put(make_entry("http://o:80/other"), 60)
+    assert [e.url for e in store.entries()] == ["http://o:80/other"]
+
+
+def test_an_unreadable_variant_is_a_miss_and_replaced(store: Store) -> None:
+    store.put(make_entry(URL, vary="User-Agent", value="agent/1"), 60)
+    (key,) = store.variant_keys(URL)
+    write_raw(store, key, b"\x80\x05garbage")
+    assert store.lookup(URL, ua(1)) is None
+    assert store.variant_keys(URL) == []
+    store.put(make_entry(URL, vary="User-Agent", value="agent/1"), 60)
+    assert store.lookup(URL, ua(1)) is not None
+
+
+def test_delete_and_purge_remove_every_variant(store: Store) -> None:
+    for url in (URL, "http://o:80/other"):
+        for i in range(5):
+            store.put(make_entry(url, vary="User-Agent", value=f"agent/{i}"), 60)
+    store.put(make_entry("http://o:80/plain"), 60)
+    assert store.delete_url(URL) == 5
+    assert store.variant_keys(URL) == [] and not store.has_url(URL)
+    assert all(store.lookup(URL, ua(i)) is None for i in range(5))
+    assert store.delete_matching(lambda url: url.endswith("/other")) == 5
+    assert [e.url for e in store.entries()] == ["http://o:80/plain"]
+    assert store.delete_url("http://o:80/plain") == 1 and list(store.entries()) == []
+
+
+def test_a_new_vary_replaces_every_variant(store: Store) -> None:
+    for i in range(3):
+        store.put(make_entry(URL, vary="User-Agent", value=f"agent/{i}"), 60)
+    store.put(make_entry(URL, vary="Accept-Language", value="agent/1"), 60)
+    assert len(store.variant_keys(URL)) == 1
+    assert store.lookup(URL, ua(1)) is None  # same value, other field: not this variant
+    assert store.lookup(URL, [("Accept-Language", "agent/1")]) is not None
+    store.put(make_entry(URL), 60)  # no Vary any more
+    assert store.variant_keys(URL) == [] and store.lookup(URL, []) is not None
+
+
+def test_a_purged_variant_is_never_reached_again(store: Store) -> None:
+    """Even when deleting it failed (on Redis the group's set can be evicted before its
+    members): variants are reached through the generation of the index that stored them."""
+    store.put(make_entry(URL, vary="User-Agent", value="agent/1", body=b"old"), 60)
+    store.backend.delete([URL])  # the index goes, its variant is left behind
+    store.put(make_entry(URL, vary="User-Agent", value="agent/2"), 60)
+    assert store.lookup(URL, ua(1)) is None
+    assert store.lookup(URL, ua(2)) is not None
+
+
+def test_redis_stores_no_index_for_a_variant_too_large_to_store(
+    redis_server: RedisServer,
+) -> None:
+    redis.Redis.from_url(redis_server.url).flushdb()
+    small = RedisStore(redis_server.url, max_value_size=10_000)
+    small.put(make_entry(URL, body=b"x" * 20_000, vary="User-Agent", value="agent/1"), 60)
+    assert not small.has_url(URL) and small.variant_keys(URL) == []
+    small.close()
+
+
+def test_members_must_be_named_under_their_group(store: Store) -> None:
+    with pytest.raises(ValueError):
+        store.backend.set("http://o:80/elsewhere", make_entry(URL), 60, group=URL)
+
+
+def _keys(found: Iterable[str]) -> list[str]:
+    return sorted(found)
+
+
+def test_scan_lists_primary_keys_and_members_never_locks(store: Store) -> None:
+    store.put(make_entry(URL, vary="User-Agent", value="agent/1"), 60)
+    store.put(make_entry("http://o:80/plain"), 60)
+    assert store.acquire("http://o:80/plain", 5)
+    store.add_counts({"hits": 1})
+    assert _keys(store.backend.scan()) == ["http://o:80/plain", URL]
+    assert _keys(store.backend.scan(members=True)) == _keys(
+        ["http://o:80/plain", URL, *store.variant_keys(URL)])
