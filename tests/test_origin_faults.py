@@ -222,24 +222,54 @@ def _good_then(fault: Behaviour, cache_control: bytes) -> Behaviour:
     return behaviour
 
 
-def test_stale_if_error_answers_every_fault(raw_origin: RawOrigin, proxy_raw: Proxy) -> None:
+def test_stale_if_error_answers_every_fault(raw_origin: RawOrigin, tmp_path: Path) -> None:
     """A stored response whose stale-if-error window is open answers instead of the 502, with
-    the stored bytes, whatever the fault; without the window the client gets the 502."""
+    the stored bytes, whatever the fault; without the window (and with --use-stale off) the
+    client gets the 502."""
     faults = {**FAULTS, "503": lambda c: c.sendall(
         b"HTTP/1.1 503 Busy\r\nContent-Length: 4\r\n\r\nbusy")}
-    for i, fault in enumerate(faults.values()):
-        for prefix, cache_control in (("/sie", b"max-age=1, stale-if-error=600"),
-                                      ("/nosie", b"max-age=1")):
+    with Proxy(raw_origin.url, tmp_path / "cache", "--use-stale", "off") as proxy:
+        for i, fault in enumerate(faults.values()):
+            for prefix, cache_control in (("/sie", b"max-age=1, stale-if-error=600"),
+                                          ("/nosie", b"max-age=1")):
+                raw_origin.behaviours[f"{prefix}{i}"] = _good_then(fault, cache_control)
+                assert fetch(proxy.url + f"{prefix}{i}").body == b"stale"
+        time.sleep(1.2)
+        for i, name in enumerate(faults):
+            answer = fetch(proxy.url + f"/sie{i}")
+            assert (answer.status, answer.body, answer.x_cache) == (200, b"stale", "HIT"), name
+            assert "fwd=stale" in (answer.header("Cache-Status") or ""), name
+            assert "detail=stale-on-" in (answer.header("Cache-Status") or ""), name
+            plain = fetch(proxy.url + f"/nosie{i}")
+            assert plain.status in (502, 503) and plain.body != b"stale", name
+
+
+def test_by_default_every_connection_fault_answers_stale(
+    raw_origin: RawOrigin, proxy_raw: Proxy
+) -> None:
+    """The default --use-stale error,timeout: a stale stored response without stale-if-error
+    answers each fault of the connection (RFC 9111 4.2.4 allows it while disconnected), unless
+    a directive forbids serving it stale; an origin's 503 still passes."""
+    for i, fault in enumerate(FAULTS.values()):
+        for prefix, cache_control in (("/d", b"max-age=1"), ("/dmr", b"max-age=1, must-revalidate"),
+                                      ("/dnc", b"max-age=0, no-cache")):
             raw_origin.behaviours[f"{prefix}{i}"] = _good_then(fault, cache_control)
             assert fetch(proxy_raw.url + f"{prefix}{i}").body == b"stale"
+    raw_origin.behaviours["/d503"] = _good_then(
+        lambda c: c.sendall(b"HTTP/1.1 503 Busy\r\nContent-Length: 4\r\n\r\nbusy"), b"max-age=1")
+    assert fetch(proxy_raw.url + "/d503").body == b"stale"
     time.sleep(1.2)
-    for i, name in enumerate(faults):
-        answer = fetch(proxy_raw.url + f"/sie{i}")
+    for i, name in enumerate(FAULTS):
+        answer = fetch(proxy_raw.url + f"/d{i}")
         assert (answer.status, answer.body, answer.x_cache) == (200, b"stale", "HIT"), name
-        assert "fwd=stale" in (answer.header("Cache-Status") or ""), name
-        assert "detail=stale-on-" in (answer.header("Cache-Status") or ""), name
-        plain = fetch(proxy_raw.url + f"/nosie{i}")
-        assert plain.status in (502, 503) and plain.body != b"stale", name
+        status = answer.header("Cache-Status") or ""
+        assert "fwd=stale" in status and status.endswith("detail=stale-on-error"), name
+        for forbidden in ("/dmr", "/dnc"):
+            refused = fetch(proxy_raw.url + f"{forbidden}{i}")
+            assert (refused.status, refused.x_cache) == (502, "MISS"), (name, forbidden)
+            assert refused.body != b"stale", (name, forbidden)
+    passed = fetch(proxy_raw.url + "/d503")
+    assert (passed.status, passed.body, passed.x_cache) == (503, b"busy", "MISS")
 
 
 def test_headers_that_never_finish_get_504_at_the_first_byte_timeout(

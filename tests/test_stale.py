@@ -61,7 +61,7 @@ def test_stale_if_error_answers_a_503_with_the_stored_response(
     time.sleep(2.1)
     origin.route("/sie", 503, [], b"down")
     origin.route("/plain", 503, [], b"down")
-    # Without stale-if-error (and without --use-stale) the 503 passes.
+    # Without stale-if-error the 503 passes: the default --use-stale covers no status.
     passed = fetch(proxy.url + "/plain")
     assert passed.status == 503 and passed.body == b"down" and passed.x_cache == "MISS"
     answer = fetch(proxy.url + "/sie")
@@ -90,6 +90,44 @@ def test_use_stale_error_answers_when_the_origin_is_down(origin: Origin, make_pr
     # Nothing stored: mitmproxy's 502, marked as this proxy's.
     missing = fetch(proxy.url + "/never")
     assert missing.status == 502 and missing.x_cache == "MISS"
+
+
+def test_by_default_a_stale_response_answers_when_the_origin_is_gone(
+    origin: Origin, proxy: Proxy
+) -> None:
+    # The default --use-stale error,timeout (RFC 9111 4.2.4: a cache disconnected from the
+    # origin may serve stale), with no stale-if-error anywhere.
+    origin.route("/gone", 200, [("Cache-Control", "max-age=1"), ("ETag", '"g"')], b"kept")
+    for path, cache_control in (("/mr", "max-age=1, must-revalidate"),
+                                ("/pr", "max-age=1, proxy-revalidate"),
+                                ("/sm", "max-age=1, s-maxage=1"),
+                                ("/nc", "max-age=60, no-cache")):
+        origin.route(path, 200, [("Cache-Control", cache_control), ("ETag", '"x"')], b"strict")
+    for path in ("/gone", "/mr", "/pr", "/sm", "/nc"):
+        assert fetch(proxy.url + path).x_cache == "MISS"
+    time.sleep(2.1)
+    origin.stop()
+    answer = fetch(proxy.url + "/gone")
+    assert (answer.status, answer.body, answer.x_cache) == (200, b"kept", "HIT")
+    status = answer.header("Cache-Status") or ""
+    assert status.startswith("caching-proxy; fwd=stale; ttl=-")
+    assert status.endswith("detail=stale-on-error")
+    assert int(answer.header("Age") or "0") >= 2
+    # A directive that forbids serving stale wins over the default: the client gets the error.
+    for path in ("/mr", "/pr", "/sm", "/nc"):
+        refused = fetch(proxy.url + path)
+        assert (refused.status, refused.x_cache) == (502, "MISS"), path
+        assert refused.body != b"strict", path
+
+
+def test_use_stale_off_passes_the_error_on(origin: Origin, make_proxy: object) -> None:
+    proxy = make_proxy("--use-stale", "off")  # type: ignore[operator]
+    origin.route("/gone", 200, [("Cache-Control", "max-age=1")], b"kept")
+    fetch(proxy.url + "/gone")
+    time.sleep(2.1)
+    origin.stop()
+    answer = fetch(proxy.url + "/gone")
+    assert (answer.status, answer.x_cache) == (502, "MISS") and answer.body != b"kept"
 
 
 def test_background_refresh_of_an_https_origin_uses_the_proxy_tls_settings(

@@ -91,6 +91,47 @@ class TestHttpDate:
     def test_invalid_dates_are_none(self, value: str | None) -> None:
         assert parse_http_date(value) is None
 
+    @pytest.mark.parametrize(
+        "value",
+        [
+            "Sun,  06 Nov 1994 08:49:37 GMT",  # RFC 9110 5.6.7: exactly one SP each
+            "Sun, 06  Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994  08:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:37  GMT",
+            "Sun,06 Nov 1994 08:49:37 GMT",
+            "Sun 06 Nov 1994 08:49:37 GMT",  # the comma is part of IMF-fixdate
+            "Sun, 6 Nov 1994 08:49:37 GMT",  # day = 2DIGIT
+            "Sun, 06 Nov 94 08:49:37 GMT",  # year = 4DIGIT
+            "Sun, 06 Nov 1994 8:49:37 GMT",  # hour = 2DIGIT
+            "Sun, 06 Nov 1994 08.49.37 GMT",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 06-Nov-1994 08:49:37 GMT",  # rfc850-date has a two-digit year ...
+            "Sun, 06-Nov-94 08:49:37 GMT",  # ... and the long day name
+            "Sunday, 06-Nov-94  08:49:37 GMT",
+            "Sun Nov 6 08:49:37 1994",  # asctime: ( 2DIGIT / ( SP DIGIT ) )
+            "Sun  Nov  6 08:49:37 1994",
+            "Sun Nov  6 08:49:37 1994 GMT",
+            "Foo, 06 Nov 1994 08:49:37 GMT",  # day-name is one of seven
+            "Fooday, 06-Nov-94 08:49:37 GMT",
+            "Sun, 01 Jan 0000 00:00:00 GMT",  # fits the grammar, not the calendar
+        ],
+    )
+    def test_anything_outside_the_rfc9110_grammar_is_invalid(self, value: str) -> None:
+        assert parse_http_date(value) is None
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            "Sun, 06 Nov 1994 08:49:37 gmt",
+            "SUN, 06 NOV 1994 08:49:37 GMT",
+            "SUNDAY, 06-nov-94 08:49:37 gMT",
+            "sun nov  6 08:49:37 1994",
+            "Sun Nov 06 08:49:37 1994",  # asctime's day may be 2DIGIT with a leading zero
+        ],
+    )
+    def test_letter_case_is_the_one_leniency(self, value: str) -> None:
+        assert parse_http_date(value) == RFC_DATE
+
     def test_leap_second_is_accepted(self) -> None:
         assert parse_http_date("Sat, 31 Dec 2016 23:59:60 GMT") == parse_http_date(
             "Sun, 01 Jan 2017 00:00:00 GMT"

@@ -64,3 +64,35 @@ def test_operator_condition_allows_any_staleness_for_that_failure_only() -> None
 def test_never_stale_when_the_response_forbids_it(cc: str) -> None:
     m = meta(cc + ", stale-if-error=1000")
     assert not serve_stale_on_failure(m, NO_DIRECTIVES, T0 + 20, "error", frozenset({"error"}))
+
+
+def test_default_serves_stale_when_the_origin_cannot_be_reached_only() -> None:
+    # RFC 9111 4.2.4 lets a cache disconnected from the origin serve stale; the default covers
+    # that ("error", "timeout") and not an origin that answers 5xx (RFC 5861 stale-if-error,
+    # or the operator's http_5xx, is needed for those).
+    from caching_proxy.options import DEFAULTS
+
+    default = parse_use_stale(DEFAULTS["cache_use_stale"])
+    assert default == {"error", "timeout"}
+    m = meta("max-age=10")
+    assert serve_stale_on_failure(m, NO_DIRECTIVES, T0 + 10**6, "error", default)
+    assert serve_stale_on_failure(m, NO_DIRECTIVES, T0 + 10**6, "timeout", default)
+    for status in (500, 502, 503, 504):
+        failure = failure_of_status(status)
+        assert failure is not None
+        assert not serve_stale_on_failure(m, NO_DIRECTIVES, T0 + 20, failure, default)
+
+
+@pytest.mark.parametrize("cc", ["max-age=10, must-revalidate", "s-maxage=10",
+                                "max-age=10, proxy-revalidate", "max-age=10, no-cache"])
+def test_default_never_serves_what_a_directive_forbids(cc: str) -> None:
+    # RFC 9111 4.2.4: "MUST NOT generate a stale response if it is prohibited by an explicit
+    # in-protocol directive"; 5.2.2.4: no-cache means validate before every reuse.
+    # With a validator: a no-cache response without one is not stored at all.
+    decision = decide_store("GET", 200, [], [("Cache-Control", cc), ("ETag", '"v"')], T0, T0,
+                            CacheConfig())
+    assert decision.meta is not None
+    m = decision.meta
+    for failure in ("error", "timeout"):
+        assert not serve_stale_on_failure(m, NO_DIRECTIVES, T0 + 20, failure,
+                                          frozenset({"error", "timeout"}))

@@ -78,6 +78,32 @@ class TestClientNotModified:
         )
         assert not client_not_modified("GET", [("If-Modified-Since", format_http_date(T))], [])
 
+    def test_if_modified_since_without_last_modified_compares_date(self) -> None:
+        # RFC 9111 4.3.2 with RFC 9110 13.1.3: a fresh stored response with no Last-Modified
+        # was current at its Date, so a Date not later than the client's date answers 304, a
+        # later one (a change the client may not have) the full response.
+        stored = [("Date", format_http_date(T)), ("Cache-Control", "max-age=10000")]
+        for since in (T, T + 1, T + 3000):
+            ims = [("If-Modified-Since", format_http_date(since))]
+            assert client_not_modified("GET", ims, stored)
+        ims = [("If-Modified-Since", format_http_date(T - 3000))]
+        assert not client_not_modified("GET", ims, stored)
+
+    def test_if_modified_since_without_date_uses_the_time_received(self) -> None:
+        # RFC 9111 4.3.2: "or, if no Date field is present, the time that the stored response
+        # was received"; an invalid Date counts as none (RFC 9110 6.6.1).
+        for stored in ([("Cache-Control", "max-age=60")], [("Date", "soon")]):
+            at_t = [("If-Modified-Since", format_http_date(T))]
+            before = [("If-Modified-Since", format_http_date(T - 1))]
+            assert client_not_modified("GET", at_t, stored, response_time=T)
+            assert not client_not_modified("GET", before, stored, response_time=T)
+            assert not client_not_modified("GET", at_t, stored)  # nothing to compare
+
+    def test_if_modified_since_in_an_invalid_format_is_ignored(self) -> None:
+        # RFC 9110 13.1.3: ignored unless a valid HTTP-date; doubled spaces are not one.
+        ims = [("If-Modified-Since", "Sun,  06 Nov 1994 08:49:37 GMT")]
+        assert not client_not_modified("GET", ims, STORED)
+
     def test_only_get_and_head(self) -> None:
         assert not client_not_modified("POST", [("If-None-Match", "*")], STORED)
 

@@ -39,11 +39,18 @@ def strong_match(a: str, b: str) -> bool:
     return not is_weak(a) and not is_weak(b) and a == b
 
 
-def client_not_modified(method: str, request_headers: Headers, stored_headers: Headers) -> bool:
+def client_not_modified(
+    method: str,
+    request_headers: Headers,
+    stored_headers: Headers,
+    response_time: float | None = None,
+) -> bool:
     """Whether the client's request, evaluated against the stored response, gets a 304.
 
     RFC 9111 4.3.2: If-Match and If-Unmodified-Since are not for caches; If-None-Match takes
     precedence over If-Modified-Since (RFC 9110 13.1.3: ignore IMS when INM is present).
+    If-Modified-Since compares the stored Last-Modified, else its Date, else `response_time`
+    (when the stored response was received), if given: not later than the client's date -> 304.
     """
     # RFC 9110 13.1.2/13.1.3: a 304 is only for GET and HEAD.
     if method not in ("GET", "HEAD"):
@@ -63,10 +70,15 @@ def client_not_modified(method: str, request_headers: Headers, stored_headers: H
     since = parse_http_date(ims_lines[0])
     if since is None:
         return False
-    # RFC 9111 4.3.2: without Last-Modified, use the stored response's Date.
+    # RFC 9111 4.3.2: without Last-Modified, the stored response's Date stands in (the
+    # representation was current then), or without a (valid) Date the time it was received.
     modified = parse_http_date(first_value(stored_headers, "last-modified"))
     if modified is None:
         modified = parse_http_date(first_value(stored_headers, "date"))
+    if modified is None:
+        modified = response_time
+    # RFC 9110 13.1.3: not modified when the modification date is earlier than or equal to the
+    # given date.
     return modified is not None and modified <= since
 
 
