@@ -134,3 +134,13 @@ def test_addon_loads_with_plain_mitmdump(origin: Origin, tmp_path: Path) -> None
     assert hit.x_cache == "HIT" and hit.body == b"via mitmdump"
     assert origin.count("/m") == 1
     assert subprocess.run([str(mitmdump), "--version"], capture_output=True).returncode == 0
+
+
+def test_a_hit_needs_no_origin_connection(origin: Origin, proxy: Proxy) -> None:
+    # The runner sets connection_strategy=lazy: with mitmproxy's eager default, each client
+    # connection would first connect to the (now gone) origin and fail.
+    origin.route("/h", 200, [("Cache-Control", "max-age=600")], b"stored")
+    assert fetch(proxy.url + "/h").x_cache == "MISS"
+    origin.stop()
+    hit = fetch(proxy.url + "/h")
+    assert (hit.status, hit.x_cache, hit.body) == (200, "HIT", b"stored")

@@ -14,7 +14,6 @@ import time
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http
-from mitmproxy.addonmanager import Loader
 
 FORMATS = ("text", "json", "off")
 
@@ -52,13 +51,6 @@ class AccessLog:
     def __init__(self) -> None:
         self.format = "text"
         self.fd = sys.stdout.fileno() if sys.stdout is not None else -1
-
-    def load(self, loader: Loader) -> None:
-        loader.add_option(
-            "cache_access_log", str, "text",
-            "Access log on standard output, one line per request: text, json, or off "
-            "(--quiet).",
-        )
 
     def configure(self, updated: set[str]) -> None:
         if "cache_access_log" in updated:

@@ -14,7 +14,8 @@ from typing import Any
 
 from mitmproxy import http
 
-from caching_proxy.addon import META_KEY, STORE_ERRORS, CacheAddon, FlowState
+from caching_proxy.addon import STORE_ERRORS, CacheAddon
+from caching_proxy.flowstate import FlowState, state_of
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,15 @@ ORIGIN_ERRORS = "origin_errors"
 COUNTER_NAMES = (*OUTCOME_COUNTERS.values(), ORIGIN_ERRORS)
 # Answered from the store, without waiting for the origin's answer to this request.
 FROM_STORE = ("hits", "collapsed", "stale")
+
+
+# How mitmproxy words a flow's error when the client left: its HTTP/1 server on the client's
+# EOF, its HTTP/2 layer on a stream reset (tests/test_counters_e2e.py fails if that changes).
+CLIENT_GONE = ("Client disconnected.", "stream reset by client")
+
+
+def client_went_away(flow: http.HTTPFlow) -> bool:
+    return flow.error is not None and flow.error.msg.startswith(CLIENT_GONE)
 
 
 def hit_ratio(counts: dict[str, int]) -> float | None:
@@ -65,17 +75,19 @@ class Counters:
             self.pending[ORIGIN_ERRORS] += 1
 
     def error(self, flow: http.HTTPFlow) -> None:
-        # The origin refused, reset, timed out or sent garbage; the answer may still be a stored
-        # stale response, chosen by the cache in this same hook.
+        # The origin refused, reset, timed out or sent garbage (the answer may still be a stored
+        # stale response, chosen by the cache in this same hook), or the client left: not the
+        # origin's failure.
         state = self._first_count(flow)
-        if state is not None and state.outcome not in ("hit", "collapsed", "unavailable"):
+        if state is not None and state.outcome not in ("hit", "collapsed", "unavailable") and (
+                not client_went_away(flow)):
             self.pending[ORIGIN_ERRORS] += 1
 
     def _first_count(self, flow: http.HTTPFlow) -> FlowState | None:
         """The flow's state the first time it is seen here; a flow that failed after its
         response (a client gone mid-body) is counted once."""
-        state = flow.metadata.get(META_KEY)
-        if not isinstance(state, FlowState) or flow.metadata.get(COUNTED_KEY):
+        state = state_of(flow)
+        if state is None or flow.metadata.get(COUNTED_KEY):
             return None
         flow.metadata[COUNTED_KEY] = True
         name = OUTCOME_COUNTERS.get(state.outcome)

@@ -2,8 +2,9 @@
 
 mitmproxy writes its own HTML error page when the connection to the origin fails or breaks; no
 addon hook can replace that page (the `error` hook runs before it and cannot set a response). Its
-HTTP/1 server builds the page with one module-level function, which is swapped here for one that
-answers in the form every other response of this proxy has: X-Cache and Cache-Status present.
+HTTP/1 server builds the page with one module-level function, which `install` swaps (through
+internals.py) for one that answers in the form every other response of this proxy has: X-Cache
+and Cache-Status present.
 
 The same function lets the `error` hook choose the answer after all (`answer_instead`): a stored
 stale response (stale-if-error) or a 504 for an origin timeout. mitmproxy passes the page
@@ -67,11 +68,8 @@ def make_error_response(status_code: int, message: str = "") -> bytes:
     return bytes(http1.assemble_response(response))
 
 
-def install() -> None:
-    """Idempotent; a mitmproxy without the hook point keeps its own page."""
-    try:
-        from mitmproxy.proxy.layers.http import _http1
-    except ImportError:  # pragma: no cover - layout of a future mitmproxy
-        return
-    if hasattr(_http1, "make_error_response"):
-        _http1.make_error_response = make_error_response
+def install() -> bool:
+    """Idempotent; a mitmproxy without the hook point keeps its own page (False)."""
+    from caching_proxy import internals
+
+    return internals.install_error_page(make_error_response)

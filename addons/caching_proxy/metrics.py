@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http
-from mitmproxy.addonmanager import Loader
 from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -79,12 +78,6 @@ class Metrics:
             ["x_cache"], buckets=LATENCY_BUCKETS, registry=self.registry,
         )
         self.server: Any = None
-
-    def load(self, loader: Loader) -> None:
-        loader.add_option(
-            "cache_metrics_port", int, 0,
-            "Serve Prometheus metrics on http://127.0.0.1:PORT/metrics (0: off).",
-        )
 
     def configure(self, updated: set[str]) -> None:
         if "cache_metrics_port" not in updated:

@@ -1,14 +1,28 @@
-"""The addon's mitmproxy options: declared once, read into the policy's configuration."""
+"""The cache's options, declared once.
+
+`CACHE_OPTIONS` is the one table: each row is a mitmproxy option (name, type, default, help),
+declared through mitmproxy's option system so that `--set`, config.yaml and mitmweb's option
+editor all see it, together with the `caching-proxy` flags that set it (flag, metavar, validator,
+help). The CLI builds its parser, its `--help`, its config-file keys and its mapping to options
+from this table; tests/unit/test_options_table.py holds the README's tables to it.
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from mitmproxy.utils import human
 
 from caching_proxy.policy import CacheConfig, Rule, parse_use_stale
+
+if TYPE_CHECKING:
+    from mitmproxy.addonmanager import Loader
 
 CACHE_NAME = "caching-proxy"
 
@@ -18,121 +32,242 @@ def default_cache_dir() -> str:
     return str(Path(base) / "caching-proxy")
 
 
-# name, type, default, help. Declared through mitmproxy's option system so `--set`, mitmproxy's
-# config.yaml and mitmweb's option editor all see them.
-OPTIONS: tuple[tuple[str, type, Any, str], ...] = (
-    ("cache_dir", str, default_cache_dir(), "Folder of the response store (diskcache)."),
-    (
-        "cache_store",
-        str,
-        "",
-        "Where responses are stored: empty for diskcache in cache_dir, or a Redis URL "
-        "(redis://host:6379/0) shared by several proxy instances.",
-    ),
-    (
-        "cache_size",
-        str,
-        "1g",
-        "Upper bound of the store on disk (e.g. 500m, 1g); least recently used entries are "
-        "evicted past it.",
-    ),
-    (
-        "cache_default_ttl",
-        int,
-        300,
-        "Seconds a response without explicit freshness (and without Last-Modified) stays fresh. "
-        "0: such responses are never reused without asking the origin.",
-    ),
-    (
-        "cache_lru_interval",
-        int,
-        300,
-        "Seconds within which repeated use of an entry counts once for least-recently-used "
-        "eviction (Varnish's lru_interval); saves a disk write on every hit.",
-    ),
-    (
-        "cache_heuristic_fraction",
-        str,
-        "0.1",
-        "Fraction of (Date - Last-Modified) used as the lifetime of a response without explicit "
-        "freshness (RFC 9111 4.2.2).",
-    ),
-    (
-        "cache_heuristic_max",
-        int,
-        86400,
-        "Upper bound in seconds of a heuristic lifetime.",
-    ),
-    (
-        "cache_set_cookie",
-        bool,
-        False,
-        "Store responses that carry Set-Cookie (nginx and Varnish do not by default).",
-    ),
-    (
-        "cache_cookie_requests",
-        bool,
-        False,
-        "Answer and store requests that carry Cookie (Varnish passes them by default).",
-    ),
-    (
-        "cache_targeted_fields",
-        str,
-        "CDN-Cache-Control",
-        "RFC 9213 targeted cache-control fields this cache obeys over Cache-Control, highest "
-        "precedence first, comma separated.",
-    ),
-    (
-        "cache_config",
-        str,
-        "",
-        "TOML file of per-path rules ([[rule]]: match, ttl, default_ttl, never_cache, "
-        "ignore_query, key_headers); see README.",
-    ),
-    (
-        "cache_keep_stale",
-        int,
-        86400,
-        "Seconds a stale response is kept past its freshness: to be revalidated with a conditional "
-        "request instead of fetched again, or served where max-stale or stale-if-error allow.",
-    ),
-    (
-        "cache_lock_timeout",
-        int,
-        5,
-        "Seconds a request for a response being fetched for another client waits for it "
-        "(request coalescing, nginx proxy_cache_lock) before going to the origin itself. "
-        "0: no coalescing.",
-    ),
-    (
-        "cache_use_stale",
-        str,
-        "off",
-        "When to answer with a stored stale response instead of an origin failure, whatever its "
-        "stale-if-error (nginx proxy_cache_use_stale): any of error, timeout, http_500, "
-        "http_502, http_503, http_504, comma separated; off: only where stale-if-error allows.",
-    ),
-    (
-        "cache_connect_timeout",
-        int,
-        10,
-        "Seconds to connect to the origin before answering 504 (or a stale response). 0: none.",
-    ),
-    (
-        "cache_first_byte_timeout",
-        int,
-        60,
-        "Seconds from forwarding a request (once connected) to the origin's response headers "
-        "before answering 504 (or a stale response). 0: none.",
-    ),
-    (
-        "cache_response_timeout",
-        int,
-        0,
-        "Seconds a whole origin response may take, body included; past it the exchange is cut "
-        "(504 if nothing was sent yet). 0: no limit.",
-    ),
+# -- validators of flag values: each returns the value to use, or raises ArgumentTypeError with
+# -- the message argparse prints after "argument --flag: "
+
+
+def whole_number(what: str, low: int, high: int | None = None,
+                 not_a_number: str = "not a number") -> Callable[[str], int]:
+    """A parser of whole numbers from `low` to `high` (no bound when None), whose messages say
+    "invalid WHAT ..." as argparse prints them after the flag."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {what} {text!r}: {not_a_number}") from None
+        if value < low or (high is not None and value > high):
+            bound = f"must be {low}-{high}" if high is not None else "must not be negative"
+            raise argparse.ArgumentTypeError(f"invalid {what} {value}: {bound}")
+        return value
+
+    return parse
+
+
+port_number = whole_number("port", 1, 65535)
+seconds = whole_number("seconds", 0, not_a_number="not a whole number")
+
+
+def object_size(text: str) -> str:
+    try:
+        size = human.parse_size(text)
+    except ValueError:
+        size = None
+    if size is None or size <= 0:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r}: use e.g. 512k, 64m or 1g")
+    return text
+
+
+def use_stale(text: str) -> str:
+    try:
+        parse_use_stale(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def store_url(text: str) -> str:
+    from caching_proxy.store import is_redis_url
+
+    parts = urlsplit(text)
+    if not is_redis_url(text):
+        raise argparse.ArgumentTypeError(
+            f"invalid store {text!r}: must be a Redis URL such as redis://127.0.0.1:6379/0")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid store {text!r}: bad port") from None
+    if parts.scheme != "unix" and not parts.hostname:
+        raise argparse.ArgumentTypeError(f"invalid store {text!r}: no host")
+    return text
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A command-line flag. `help` may contain `{default}`, replaced by the default of the option
+    the flag sets (or by the flag's own `default`), so that `--help` cannot drift from it."""
+
+    name: str  # "--default-ttl"
+    help: str
+    metavar: str | None = None
+    parse: Callable[[str], Any] | None = None  # argparse `type`: a validator above
+    choices: tuple[str, ...] | None = None
+    switch: bool = False  # takes no value; given, it sets its option to `sets`
+    sets: Any = None
+    repeat: bool = False  # may be given several times; the values make a list
+    default: Any = None  # the parsed value when not given (None: the option's default applies)
+    dest: str | None = None  # argparse attribute, when not the config key
+    in_config: bool = True  # False: meaningless as a lasting setting in a config file
+
+    @property
+    def key(self) -> str:
+        """The flag's key in a config file: the long option with _ for -."""
+        return self.name.removeprefix("--").replace("-", "_")
+
+    @property
+    def attribute(self) -> str:
+        return self.dest or self.key
+
+
+@dataclass(frozen=True)
+class Option:
+    """A mitmproxy option of the cache, and the flags that set it (the first given wins)."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    flags: tuple[Flag, ...] = ()
+
+
+CACHE_OPTIONS: tuple[Option, ...] = (
+    Option("cache_dir", str, default_cache_dir(), "Folder of the response store (diskcache).", (
+        Flag("--cache-dir", "folder of the response store (default: {default}, i.e. "
+             "$XDG_CACHE_HOME/caching-proxy)", metavar="DIR"),)),
+    Option("cache_store", str, "",
+           "Where responses are stored: empty for diskcache in cache_dir, or a Redis URL "
+           "(redis://host:6379/0) shared by several proxy instances.", (
+               Flag("--store", "keep responses in Redis instead of --cache-dir, shared by every "
+                    "proxy given the same URL, e.g. redis://127.0.0.1:6379/0 (see README for "
+                    "maxmemory-policy); the one-shot commands below work on it too",
+                    metavar="URL", parse=store_url),)),
+    Option("cache_size", str, "1g",
+           "Upper bound of the store on disk (e.g. 500m, 1g); least recently used entries are "
+           "evicted past it.", (
+               Flag("--cache-size", "upper bound of the store on disk, e.g. 500m or 2g (default: "
+                    "{default}); least recently used responses are evicted past it",
+                    metavar="SIZE"),)),
+    Option("cache_default_ttl", int, 300,
+           "Seconds a response without explicit freshness (and without Last-Modified) stays "
+           "fresh. 0: such responses are never reused without asking the origin.", (
+               Flag("--default-ttl", "freshness lifetime of a response that states none "
+                    "(default: {default}); 0 = never reuse such a response without asking the "
+                    "origin", metavar="SECONDS", parse=seconds),)),
+    Option("cache_max_object_size", str, "64m",
+           "Largest response stored (e.g. 64m); larger ones, or ones of unknown length that grow "
+           "past it, are streamed to the client and not stored (sets mitmproxy's "
+           "stream_large_bodies).", (
+               Flag("--max-object-size", "largest response stored (default: {default}); larger "
+                    "ones, or ones of unknown length that grow past it, are streamed to the "
+                    "client, not stored", metavar="SIZE", parse=object_size),)),
+    Option("cache_use_stale", str, "error,timeout",
+           "When to answer with a stored stale response instead of an origin failure, whatever "
+           "its stale-if-error (nginx proxy_cache_use_stale): any of error, timeout, http_500, "
+           "http_502, http_503, http_504, comma separated. The default serves stale when the "
+           "origin cannot be reached or times out, as Squid and Traffic Server do; never for "
+           "must-revalidate, proxy-revalidate, s-maxage or no-cache responses. off: only where "
+           "stale-if-error allows.", (
+               Flag("--use-stale", "answer with a stored stale response, however stale, when the "
+                    "origin fails: any of error, timeout, http_500, http_502, http_503, "
+                    "http_504, comma separated, as nginx proxy_cache_use_stale (default: "
+                    "{default}: an unreachable or timed-out origin; off = only where the "
+                    "response's stale-if-error allows)",
+                    metavar="CONDITIONS", parse=use_stale),)),
+    Option("cache_lock_timeout", int, 5,
+           "Seconds a request for a response being fetched for another client waits for it "
+           "(request coalescing, nginx proxy_cache_lock) before going to the origin itself. "
+           "0: no coalescing.", (
+               Flag("--lock-timeout", "how long concurrent requests for a response being fetched "
+                    "wait for it instead of asking the origin too (default: {default}; 0 = no "
+                    "coalescing)", metavar="SECONDS", parse=seconds),)),
+    Option("cache_connect_timeout", int, 10,
+           "Seconds to connect to the origin before answering 504 (or a stale response). "
+           "0: none.", (
+               Flag("--connect-timeout", "origin connect timeout; 504 (or stale) past it "
+                    "(default: {default}; 0 = none)", metavar="SECONDS", parse=seconds),)),
+    Option("cache_first_byte_timeout", int, 60,
+           "Seconds from forwarding a request (once connected) to the origin's response headers "
+           "before answering 504 (or a stale response). 0: none.", (
+               Flag("--first-byte-timeout", "time for the origin's response headers once "
+                    "connected; 504 (or stale) past it (default: {default}; 0 = none)",
+                    metavar="SECONDS", parse=seconds),)),
+    Option("cache_response_timeout", int, 0,
+           "Seconds a whole origin response may take, body included; past it the exchange is "
+           "cut (504 if nothing was sent yet). 0: no limit.", (
+               Flag("--response-timeout", "time for a whole origin response, body included; "
+                    "past it the exchange is cut (default: {default} = no limit)",
+                    metavar="SECONDS", parse=seconds),)),
+    Option("cache_access_log", str, "text",
+           "Access log on standard output, one line per request: text, json, or off (--quiet).", (
+               # --quiet first: it wins over --log-format, wherever each was given.
+               Flag("--quiet", "no access log (by default one line per request on standard "
+                    "output)", switch=True, sets="off"),
+               Flag("--log-format", "access log lines as text (default) or as JSON objects",
+                    choices=("text", "json")))),
+    Option("cache_metrics_port", int, 0,
+           "Serve Prometheus metrics on http://127.0.0.1:PORT/metrics (0: off).", (
+               Flag("--metrics-port", "serve Prometheus metrics on http://127.0.0.1:PORT/metrics "
+                    "(default: off)", metavar="PORT", parse=port_number),)),
+    Option("cache_purge_secret", str, "",
+           "When set, PURGE requests must carry it in X-Purge-Secret (from any address); when "
+           "empty, PURGE is allowed from loopback only.", (
+               Flag("--purge-secret", "allow PURGE requests from any address that send this "
+                    "secret in X-Purge-Secret, and only those (default: PURGE from loopback "
+                    "only)", metavar="SECRET"),)),
+    # Without flags: set with --set, an [options] table or config.yaml.
+    Option("cache_lru_interval", int, 300,
+           "Seconds within which repeated use of an entry counts once for least-recently-used "
+           "eviction (Varnish's lru_interval); saves a disk write on every hit."),
+    Option("cache_heuristic_fraction", str, "0.1",
+           "Fraction of (Date - Last-Modified) used as the lifetime of a response without "
+           "explicit freshness (RFC 9111 4.2.2)."),
+    Option("cache_heuristic_max", int, 86400, "Upper bound in seconds of a heuristic lifetime."),
+    Option("cache_set_cookie", bool, False,
+           "Store responses that carry Set-Cookie (nginx and Varnish do not by default)."),
+    Option("cache_cookie_requests", bool, False,
+           "Answer and store requests that carry Cookie (Varnish passes them by default)."),
+    Option("cache_targeted_fields", str, "CDN-Cache-Control",
+           "RFC 9213 targeted cache-control fields this cache obeys over Cache-Control, highest "
+           "precedence first, comma separated."),
+    Option("cache_config", str, "",
+           "TOML file of per-path rules ([[rule]]: match, ttl, default_ttl, never_cache, "
+           "ignore_query, key_headers); see README."),
+    Option("cache_keep_stale", int, 86400,
+           "Seconds a stale response is kept past its freshness: to be revalidated with a "
+           "conditional request instead of fetched again, or served where max-stale or "
+           "stale-if-error allow."),
 )
+
+DEFAULTS: Mapping[str, Any] = {o.name: o.default for o in CACHE_OPTIONS}
+
+def declare(loader: Loader) -> None:
+    """Declare every cache option with mitmproxy. Safe to call more than once: mitmproxy ignores
+    a declaration identical to an existing one."""
+    for o in CACHE_OPTIONS:
+        loader.add_option(o.name, o.type, o.default, o.help)
+
+
+def flag_help(option: Option | None, flag: Flag) -> str:
+    """The flag's `--help` text, its `{default}` filled in."""
+    default = flag.default if option is None else option.default
+    return flag.help.format(default=default)
+
+
+def options_given(args: argparse.Namespace) -> dict[str, Any]:
+    """The cache options set by the flags given in `args` (parsed by a parser built from this
+    table); options whose flags were not given are left out, so that their defaults and `--set`
+    apply."""
+    given: dict[str, Any] = {}
+    for option in CACHE_OPTIONS:
+        for flag in option.flags:
+            value = getattr(args, flag.attribute)
+            if flag.switch and value:
+                given[option.name] = flag.sets
+                break
+            if not flag.switch and value is not None:
+                given[option.name] = value
+                break
+    return given
 
 
 def config_from(options: Any) -> CacheConfig:

@@ -14,9 +14,9 @@ import asyncio
 import logging
 import time
 
-from mitmproxy import connection, ctx, http
+from mitmproxy import ctx, http
 
-from caching_proxy import error_page
+from caching_proxy import error_page, internals
 from caching_proxy.options import CACHE_NAME
 from caching_proxy.policy import cache_status
 
@@ -113,10 +113,5 @@ class OriginTimeouts:
     def _abort(self, flow: http.HTTPFlow, phase: str) -> None:
         log.warning(f"caching-proxy: origin {phase} timeout for {flow.request.url}")
         flow.metadata[TIMEOUT_KEY] = phase
-        proxyserver = ctx.master.addons.get("proxyserver")
-        handler = getattr(proxyserver, "connections", {}).get(flow.client_conn.id)
-        if handler is None:
-            return
-        for conn, io in list(handler.transports.items()):
-            if isinstance(conn, connection.Server) and io.handler is not None:
-                io.handler.cancel(f"origin {phase} timeout")
+        internals.cancel_origin_connections(ctx.master, flow.client_conn.id,
+                                            f"origin {phase} timeout")

@@ -15,13 +15,13 @@ import ipaddress
 import json
 import logging
 from fnmatch import fnmatchcase
-from urllib.parse import urlsplit
 
 from mitmproxy import http
-from mitmproxy.addonmanager import Loader
 
-from caching_proxy.addon import CacheAddon, flow_url
+from caching_proxy.addon import CacheAddon
+from caching_proxy.keys import origin_of, primary_key, target_of, url_key
 from caching_proxy.store import Store
+from caching_proxy.store.guarded import STORE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -46,29 +46,12 @@ def purge_allowed(peer_host: str, presented_secret: str | None, secret: str) -> 
     return is_loopback(peer_host)
 
 
-def origin_prefix(url: str) -> str:
-    """`scheme://host:port` of a store key."""
-    scheme_end = url.find("://") + 3
-    slash = url.find("/", scheme_end)
-    return url if slash < 0 else url[:slash]
-
-
-def path_of(url: str) -> str:
-    """The path and query of a store key."""
-    return url[len(origin_prefix(url)):] or "/"
-
-
 def key_of(url: str) -> str:
-    """The store key of an absolute URL: the port is always written (see addon.flow_url)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    """The store key of an absolute URL a user typed (keys.url_key); ValueError if it is not one."""
+    key = url_key(url)
+    if key is None:
         raise ValueError(f"not an http(s) URL or a /path: {url!r}")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    # The host as written (mitmproxy keeps the case of the origin it was given), no brackets.
-    host = parts.netloc.rpartition("@")[2]
-    host = host[1:host.index("]")] if host.startswith("[") else host.partition(":")[0]
-    return f"{parts.scheme}://{host}:{port}{parts.path or '/'}" + (
-        f"?{parts.query}" if parts.query else "")
+    return key
 
 
 def remove(store: Store, target: str, origin: str | None = None) -> int:
@@ -76,17 +59,17 @@ def remove(store: Store, target: str, origin: str | None = None) -> int:
     `origin`'s (of every origin in the store when None). A `*` makes the path a glob (fnmatch:
     `*`, `?`, `[...]`). How many responses were removed."""
     if target.startswith("/"):
-        path, origins = target, None if origin is None else origin_prefix(key_of(origin + "/"))
+        path, origins = target, None if origin is None else origin_of(key_of(origin + "/"))
     else:
         key = key_of(target)
-        path, origins = path_of(key), origin_prefix(key)
+        path, origins = target_of(key), origin_of(key)
     if "*" not in path:
         if origins is not None:
             return store.delete_url(origins + path)
-        return store.delete_matching(lambda key: path_of(key) == path)
+        return store.delete_matching(lambda key: target_of(key) == path)
     return store.delete_matching(
-        lambda key: (origins is None or origin_prefix(key) == origins)
-        and fnmatchcase(path_of(key), path))
+        lambda key: (origins is None or origin_of(key) == origins)
+        and fnmatchcase(target_of(key), path))
 
 
 def prefix_glob(prefix: str) -> str:
@@ -97,13 +80,6 @@ def prefix_glob(prefix: str) -> str:
 class Purge:
     def __init__(self, cache: CacheAddon) -> None:
         self.cache = cache
-
-    def load(self, loader: Loader) -> None:
-        loader.add_option(
-            "cache_purge_secret", str, "",
-            f"When set, PURGE requests must carry it in {SECRET_FIELD} (from any address); "
-            "when empty, PURGE is allowed from loopback only.",
-        )
 
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.request.method != "PURGE" or flow.response is not None:
@@ -117,11 +93,19 @@ class Purge:
             flow.response = answer(
                 403, b"403 Forbidden: PURGE is allowed from loopback or with the purge secret\n")
             return
+        # Every branch answers: a PURGE is never forwarded, whatever happens to the store.
+        request = flow.request
         try:
             store = self.cache.store
-            removed = remove(store, flow_url(flow.request)) if store is not None else 0
-        except OSError as e:
+            key = primary_key(request.scheme, request.host, request.port,
+                              request.data.path.decode("latin-1"))
+            removed = remove(store, key) if store is not None else 0
+        except STORE_ERRORS as e:
             flow.response = answer(503, f"503 cache store unavailable: {e}\n".encode())
+            return
+        except Exception as e:  # e.g. a record the store cannot read
+            log.warning(f"caching-proxy: PURGE {request.path} failed: {e!r}")
+            flow.response = answer(500, f"500 purge failed: {e}\n".encode())
             return
         body = json.dumps({"purged": removed, "path": flow.request.path}) + "\n"
         # 404 when nothing was stored, as ngx_cache_purge answers.

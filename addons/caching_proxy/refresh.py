@@ -18,9 +18,15 @@ from collections.abc import Awaitable, Callable
 
 from mitmproxy import ctx, http
 
+from caching_proxy.entry import Entry
+from caching_proxy.flowstate import META_KEY, FlowState, Phase
+from caching_proxy.serve import CONDITIONAL_FIELDS
+from caching_proxy.settings import Shared
+
 log = logging.getLogger(__name__)
 
 MAX_RUNNING = 8
+REFRESH_PREFIX = "refresh\x00"  # the store lock of a key's refresh, apart from its fill lock
 # Hop-by-hop fields (RFC 9110 7.6.1) and the client's framing, not forwarded by this client.
 _NOT_FORWARDED = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te",
                             b"transfer-encoding", b"upgrade", b"content-length", b"expect"})
@@ -70,27 +76,52 @@ def fetch(request: http.Request, timeout: float, max_size: int,
 
 
 class Refresher:
-    def __init__(self, on_response: Callable[[http.HTTPFlow], Awaitable[None] | None]) -> None:
+    """The background refreshes of this process, at most MAX_RUNNING at once."""
+
+    def __init__(self, shared: Shared,
+                 on_response: Callable[[http.HTTPFlow], Awaitable[None] | None]) -> None:
+        self.shared = shared
         self._on_response = on_response
         self._running: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        # How a refresh reaches the origin (in-process tests put the origin on their clock).
+        self.fetch: Callable[..., http.Response | None] = fetch
 
-    def running(self, key: str) -> bool:
-        return key in self._running or len(self._running) >= MAX_RUNNING
-
-    def start(self, key: str, flow: http.HTTPFlow, timeout: float, max_size: int,
-              on_end: Callable[[], object]) -> None:
-        """Refresh `flow` in the background; `on_end` runs when it is over, however it ends."""
+    def refresh(self, flow: http.HTTPFlow, state: FlowState, entry: Entry,
+                validators: tuple[tuple[str, str], ...]) -> None:
+        """Revalidate `entry` in the background, once per key across processes. The refresh
+        is stored under the same key and rule as the request that found it stale."""
+        store = self.shared.store
+        key = state.key
+        if store is None or key in self._running or len(self._running) >= MAX_RUNNING:
+            return
+        timeout = self.shared.settings.refresh_timeout
+        lock = REFRESH_PREFIX + key
+        token = store.acquire(lock, timeout)
+        if token is None:
+            return  # another process refreshes it
+        request = flow.request.copy()
+        request.method = "GET"
+        for name in CONDITIONAL_FIELDS:
+            request.headers.pop(name, None)
+        for name, value in validators:
+            request.headers[name] = value
+        refresh = http.HTTPFlow(flow.client_conn, flow.server_conn)
+        refresh.request = request
+        refresh.metadata[META_KEY] = FlowState(
+            key=key, phase=Phase.REVALIDATE, fwd="stale", config=state.config, stored=entry,
+            request_time=self.shared.clock())
         self._running.add(key)
-        task = asyncio.get_running_loop().create_task(self._run(key, flow, timeout, max_size))
+        task = asyncio.get_running_loop().create_task(
+            self._run(key, refresh, timeout, self.shared.settings.max_object_size))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(lambda _: on_end())
+        task.add_done_callback(lambda _: store.release(lock, token))
 
     async def _run(self, key: str, flow: http.HTTPFlow, timeout: float, max_size: int) -> None:
         try:
             context = _tls_context() if flow.request.scheme == "https" else None
-            response = await asyncio.to_thread(fetch, flow.request, timeout, max_size, context)
+            response = await asyncio.to_thread(self.fetch, flow.request, timeout, max_size, context)
             if response is None:
                 return
             flow.response = response

@@ -8,6 +8,7 @@ the addons a reverse proxy needs). `--web` runs mitmweb with its full set, since
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import logging
 import signal
@@ -82,6 +83,18 @@ class LeanMaster(master.Master):
         )
 
 
+class FreezeStartup:
+    """Moves what start-up created out of the garbage collector's sight, once running.
+
+    mitmproxy, its options and this package live as long as the process; frozen, a full
+    collection no longer scans them (measured: ~30 ms per full collection otherwise, a stall for
+    every connection). Process-wide, hence here and not in the addon a plain mitmdump loads.
+    """
+
+    def running(self) -> None:
+        gc.freeze()
+
+
 class Banner:
     """Says once, when the listener is up, where the proxy listens and what it caches."""
 
@@ -129,9 +142,14 @@ def run(
             line += f", {workers} workers"
         if banner:
             m.addons.add(Banner(line))
+        m.addons.add(FreezeStartup())
         try:
             opts.update(
                 mode=[f"reverse:{origin}"],
+                # mitmproxy's reverse mode connects to the origin as soon as a client connects
+                # ("eager"); a cache must not: a hit needs no origin, and a dead origin would
+                # drop every client. Before `setoptions`, which may still override it.
+                connection_strategy="lazy",
                 listen_host=host,
                 listen_port=port,
                 **cache_options,

@@ -11,17 +11,14 @@ from mitmproxy import ctx, exceptions
 from mitmproxy.addonmanager import Loader
 from mitmproxy.utils import human
 
-DEFAULT_MAX_OBJECT_SIZE = "64m"
+from caching_proxy.options import DEFAULTS
+
+# cache_max_object_size is declared with the other cache options (options.CACHE_OPTIONS).
+DEFAULT_MAX_OBJECT_SIZE: str = DEFAULTS["cache_max_object_size"]
 
 
 class BodyLimit:
     def load(self, loader: Loader) -> None:
-        loader.add_option(
-            "cache_max_object_size", str, DEFAULT_MAX_OBJECT_SIZE,
-            "Largest response stored (e.g. 64m); larger ones, or ones of unknown length that "
-            "grow past it, are streamed to the client and not stored (sets mitmproxy's "
-            "stream_large_bodies).",
-        )
         # configure() runs only for options that change: apply the default now (proxyserver,
         # which declares stream_large_bodies, is loaded before this addon).
         if "stream_large_bodies" in loader.master.options:

@@ -98,6 +98,11 @@ def rows(entries: int) -> list[Row]:
             Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
         Row("gunicorn", "naive Flask cache, gunicorn -w 2", "flask-gunicorn",
             Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
+        # --compare REF: the same hit and miss rows on the checkout REF, in the same rounds.
+        Row("hit1k-base", f"previous checkout hit, {SMALL_KEYS} entries", "base-proxy",
+            Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
+        Row("miss-base", "previous checkout miss: a new URL every request (stored)",
+            "base-proxy-miss", Load("unique", "/b1k/m"), "1 KB"),
     ]
 
 
@@ -145,8 +150,18 @@ def has_workers_option() -> bool:
     return "--workers" in command_output([str(BIN / "caching-proxy"), "--help"])
 
 
+def base_checkout(work: Path, ref: str) -> Path:
+    """A worktree of `ref` in the work folder, whose addons the base-* proxies import."""
+    path = work / "base"
+    done = subprocess.run(["git", "worktree", "add", "--detach", "-f", str(path), ref],
+                          cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"cannot check out {ref}: {done.stderr.strip()}")
+    return path
+
+
 def server_commands(
-    work: Path, origin_url: str, redis_url: str | None
+    work: Path, origin_url: str, redis_url: str | None, base: Path | None = None
 ) -> dict[str, tuple[list[str], dict[str, str]]]:
     """NAME: (command with {port}, extra environment) of every server but the origin."""
     def proxy(name: str, *extra: str) -> list[str]:
@@ -169,6 +184,11 @@ def server_commands(
     if redis_url is not None:
         commands["proxy-redis"] = (proxy("redis", "--store", redis_url), {})
         commands["proxy-redis2"] = (proxy("redis2", "--store", redis_url, "--workers", "2"), {})
+    if base is not None:
+        # The same console script, importing the other checkout's package first.
+        old = {"PYTHONPATH": str(base / "addons")}
+        commands["base-proxy"] = (proxy("base"), old)
+        commands["base-proxy-miss"] = (proxy("base-miss"), old)
     return commands
 
 
@@ -210,10 +230,13 @@ def start_redis(work: Path, started: dict[str, servers.Server], notes: list[str]
 
 
 def start_all(
-    work: Path, origin_url: str, redis_url: str | None, notes: list[str]
+    work: Path, origin_url: str, redis_url: str | None, notes: list[str],
+    base: Path | None = None, wanted: set[str] | None = None,
 ) -> dict[str, servers.Server]:
     started: dict[str, servers.Server] = {}
-    for name, (command, env) in server_commands(work, origin_url, redis_url).items():
+    for name, (command, env) in server_commands(work, origin_url, redis_url, base).items():
+        if wanted is not None and name not in wanted:
+            continue
         port = servers.free_port()
         command = [part.replace("{port}", str(port)) for part in command]
         try:
@@ -226,8 +249,8 @@ def start_all(
 def prefill(started: dict[str, servers.Server], notes: list[str]) -> None:
     """Stores the small sets; a second request for one URL must then be a HIT."""
     paths = [f"/b1k/h{i}" for i in range(SMALL_KEYS)] + ["/b44k/x"]
-    for name in ("proxy", "proxy-workers2", "proxy-redis", "proxy-redis2", "flask-dev",
-                 "flask-gunicorn"):
+    for name in ("proxy", "proxy-workers2", "proxy-redis", "proxy-redis2", "base-proxy",
+                 "flask-dev", "flask-gunicorn"):
         server = started.get(name)
         if server is None:
             continue
@@ -267,8 +290,11 @@ class Runner:
         return self.run(server, Load("walk", prefix, limit=count), max(600, count // 50))
 
 
-def measure_rows(runner: Runner, started: dict[str, servers.Server]) -> list[Measured]:
-    measured = [Measured(row) for row in rows(runner.settings.entries)]
+def measure_rows(runner: Runner, started: dict[str, servers.Server],
+                 only: set[str] | None = None) -> list[Measured]:
+    measured = [Measured(row) for row in rows(runner.settings.entries)
+                if (only is None or row.key in only)
+                and (row.target.startswith("base-") <= (row.target in started))]
     for m in measured:
         if m.row.target not in started:
             m.skipped = ("no --workers option in caching-proxy --help yet"
@@ -356,6 +382,9 @@ def targets(by_target: dict[str, float], growth: dict[str, float], entries: int)
         check("--workers 2 >= 1.6x one worker", r("workers2", "hit1k"), 1.6, True),
         check("one worker > naive Flask dev server", r("hit1k", "flaskdev"), 1.0, True),
         check("--workers 2 > naive gunicorn -w 2", r("workers2", "gunicorn"), 1.0, True),
+        *([check("hit 1 KB >= 0.95x the previous checkout", r("hit1k", "hit1k-base"), 0.95, True),
+           check("miss >= 0.95x the previous checkout", r("miss", "miss-base"), 0.95, True)]
+          if "hit1k-base" in by_target else []),
     ]
 
 
@@ -378,6 +407,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "5,000 entries")
     p.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto",
                    help="load generator (default: wrk when installed)")
+    p.add_argument("--compare", metavar="REF",
+                   help="also measure the hit and miss rows on git checkout REF (e.g. HEAD~3 "
+                   "or main), in the same rounds, and check this checkout against it")
+    p.add_argument("--only", metavar="ROWS",
+                   help="measure only these rows, comma separated (keys: " + ", ".join(
+                       r.key for r in rows(0)) + "); the servers they need are started")
     p.add_argument("--keep", action="store_true",
                    help="keep the work folder (stores, server logs) and print its path")
     args = p.parse_args(argv)
@@ -407,8 +442,18 @@ def main(argv: list[str] | None = None) -> int:
         started["origin"] = origin_server
         lines = header(settings, origin_kind)
         progress("\n".join(lines))
-        redis_url = start_redis(work, started, notes)
-        started.update(start_all(work, origin_server.url, redis_url, notes))
+        only = set(args.only.split(",")) if args.only else None
+        unknown = sorted((only or set()) - {r.key for r in rows(0)})
+        if unknown:
+            raise RuntimeError(f"unknown rows in --only: {', '.join(unknown)}")
+        wanted = None if only is None else {r.target for r in rows(0) if r.key in only}
+        base = base_checkout(work, args.compare) if args.compare else None
+        if base is not None:
+            notes.append(f"previous checkout: {args.compare} = " + command_output(
+                ["git", "rev-parse", "--short", args.compare]))
+        redis_url = (start_redis(work, started, notes)
+                     if wanted is None or any("redis" in t for t in wanted) else None)
+        started.update(start_all(work, origin_server.url, redis_url, notes, base, wanted))
         prefill(started, notes)
         runner = Runner(settings)
         # The large store is filled through a proxy warmed by 1,000 misses on other URLs (its
@@ -419,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
         memory: dict[str, servers.Memory] = {}
         growth: dict[str, float] = {}
         full = started.get("proxy-full")
+        if only is not None and not only & {"hitfull", "hitfull10"}:
+            full = None
         if full is not None:
             memory["fresh"] = full.memory()
             runner.walk(full, "/b1k/w", WARM_UP)
@@ -429,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(f"store filled through the proxy with {settings.entries:,} misses: "
                          f"{describe(fill)}")
             progress(notes[-1])
-        measured = measure_rows(runner, started)
+        measured = measure_rows(runner, started, only)
         if full is not None:
             memory["before hit walk"] = full.memory()
             walk = runner.walk(full, "/b1k/f", settings.entries)
@@ -462,4 +509,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"work folder kept: {work}", file=sys.stderr)
         else:
             shutil.rmtree(work, ignore_errors=True)
+        if args.compare:
+            subprocess.run(["git", "worktree", "prune"], cwd=ROOT, capture_output=True)
     return 0

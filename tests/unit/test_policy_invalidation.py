@@ -1,33 +1,12 @@
-"""Invalidation after unsafe methods (RFC 9111 4.4) and URL normalization."""
+"""Invalidation after unsafe methods (RFC 9111 4.4)."""
 
 from __future__ import annotations
 
 import pytest
 
-from caching_proxy.policy import invalidation_uris, normalize_url
+from caching_proxy.policy import invalidation_uris
 
 URL = "http://example.com:80/items/1?x=1"
-
-
-class TestNormalizeUrl:
-    @pytest.mark.parametrize(
-        ("url", "expected"),
-        [
-            ("http://example.com/a", "http://example.com:80/a"),
-            ("HTTPS://Example.COM/a?q=B", "https://example.com:443/a?q=B"),
-            ("http://example.com", "http://example.com:80/"),
-            ("http://user:pw@example.com:8080/a#frag", "http://example.com:8080/a"),
-            ("http://[::1]:8080/a", "http://[::1]:8080/a"),
-        ],
-    )
-    def test_forms(self, url: str, expected: str) -> None:
-        assert normalize_url(url) == expected
-
-    @pytest.mark.parametrize(
-        "url", ["ftp://example.com/", "/relative", "http://:80/", "http://h:99999/"]
-    )
-    def test_not_http_urls(self, url: str) -> None:
-        assert normalize_url(url) is None
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD", "OPTIONS", "TRACE"])

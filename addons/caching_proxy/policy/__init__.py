@@ -47,7 +47,7 @@ from .directives import (
     response_directives,
 )
 from .fields import Headers, field_values, format_http_date, parse_http_date
-from .invalidation import SAFE_METHODS, invalidation_uris, normalize_url
+from .invalidation import SAFE_METHODS, invalidation_uris
 from .lookup import (
     CONDITIONAL_REQUEST_FIELDS,
     Action,
@@ -104,7 +104,6 @@ __all__ = [
     "freshen_headers",
     "invalidation_uris",
     "key_target",
-    "normalize_url",
     "not_modified_headers",
     "parse_http_date",
     "parse_request_directives",

@@ -1,0 +1,161 @@
+"""The request hook: answer from the store (RFC 9111 4), or prepare the request to go forward.
+
+A hit is answered synchronously, with one store read; only a large entry (read in a thread) or
+a wait for another request's fill makes the hook a coroutine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+
+from mitmproxy import http
+
+from caching_proxy import serve
+from caching_proxy.coalescing import Coalescer
+from caching_proxy.entry import Entry, decode_headers
+from caching_proxy.flowstate import META_KEY, FlowState, Phase
+from caching_proxy.keys import primary_key
+from caching_proxy.options import CACHE_NAME
+from caching_proxy.policy import (
+    Action,
+    bypass_reason,
+    cache_status,
+    evaluate,
+    find_rule,
+    key_target,
+    parse_request_directives,
+    rule_config,
+)
+from caching_proxy.refresh import Refresher
+from caching_proxy.settings import Shared
+from caching_proxy.store.guarded import EntryTooLarge
+
+Headers = list[tuple[str, str]]
+
+
+class Reuse:
+    def __init__(self, shared: Shared, coalescer: Coalescer, refresher: Refresher) -> None:
+        self.shared = shared
+        self.coalescer = coalescer
+        self.refresher = refresher
+
+    def on_request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        store = self.shared.store
+        if flow.response is not None or store is None:
+            return None
+        request = flow.request
+        target = request.data.path.decode("latin-1")
+        state = FlowState(key=primary_key(request.scheme, request.host, request.port, target))
+        flow.metadata[META_KEY] = state
+        headers = decode_headers(request.headers.fields)
+        settings = self.shared.settings
+        bypass = bypass_reason(request.method, headers, settings.config)
+        if settings.rules and bypass is None:
+            bypass = self._apply_rule(state, request, target)
+        if bypass is not None:
+            state.outcome = "pass"
+            state.fwd = "method" if bypass == "method" else "bypass"
+            return None
+        if "cache-control" in request.headers or "pragma" in request.headers:
+            state.directives = parse_request_directives(headers)
+        try:
+            entry = store.lookup(state.key, headers)
+        except EntryTooLarge:
+            return self._decide_off_loop(flow, state, headers)
+        return self._decide(flow, state, headers, entry)
+
+    async def _decide_off_loop(self, flow: http.HTTPFlow, state: FlowState,
+                               headers: Headers) -> None:
+        assert self.shared.store is not None
+        entry = await self.shared.store.lookup_off_loop(state.key, headers)
+        pending = self._decide(flow, state, headers, entry)
+        if pending is not None:
+            await pending
+
+    def _decide(self, flow: http.HTTPFlow, state: FlowState, headers: Headers,
+                entry: Entry | None) -> Awaitable[None] | None:
+        now = self.shared.clock()
+        lookup = evaluate(state.directives, entry.meta if entry else None, now)
+        action = lookup.action
+        if action is Action.HIT and entry is not None:
+            serve.answer(flow, state, entry, self.shared, age=lookup.age, outcome="hit",
+                         request_headers=headers,
+                         status=cache_status(CACHE_NAME, hit=True, ttl=lookup.ttl))
+            return None
+        if action is Action.STALE_WHILE_REVALIDATE and entry is not None:
+            self.refresher.refresh(flow, state, entry, lookup.conditional_headers)
+            # RFC 9211: a hit (this answer did not go forward); ttl < 0 says it is stale.
+            serve.answer(flow, state, entry, self.shared, age=lookup.age, outcome="stale",
+                         request_headers=headers,
+                         status=cache_status(CACHE_NAME, hit=True, ttl=lookup.ttl,
+                                             detail="stale-while-revalidate"))
+            return None
+        if action is Action.GATEWAY_TIMEOUT:
+            state.phase = Phase.ANSWERED
+            state.outcome = "unavailable"
+            flow.response = http.Response.make(
+                504, b"504 Gateway Timeout: only-if-cached and nothing usable is stored\n")
+            serve.mark(flow.response, hit=False, status=cache_status(
+                CACHE_NAME, hit=False, fwd=lookup.fwd or "uri-miss", detail="only-if-cached"))
+            return None
+        state.fwd = lookup.fwd or "uri-miss"
+        store = self.shared.store
+        if state.fwd == "uri-miss" and store is not None and store.has_url(state.key):
+            state.fwd = "vary-miss"
+        if state.directives.no_store:
+            # Forwarded as the client sent it, and the answer is not stored (5.2.1.5).
+            state.outcome = "pass"
+            return None
+        self._forward(flow.request, state, headers, entry,
+                      lookup.conditional_headers if action is Action.REVALIDATE else ())
+        return self.coalescer.begin(flow, state, headers)
+
+    def _forward(self, request: http.Request, state: FlowState, headers: Headers,
+                 entry: Entry | None, validators: tuple[tuple[str, str], ...]) -> None:
+        """Ask the origin on the cache's own terms, unconditionally or with its own validators,
+        and answer the client's conditional from the result (as nginx and Varnish do), so that
+        the answer can be stored."""
+        state.client_conditionals = tuple(
+            (k, v) for k, v in headers if k.lower() in serve.CONDITIONAL_FIELDS)
+        for name in serve.CONDITIONAL_FIELDS:
+            request.headers.pop(name, None)
+        if request.method == "HEAD":
+            request.method = "GET"  # as nginx's proxy_cache_convert_head
+            state.head = True
+        state.phase = Phase.REVALIDATE if validators and entry is not None else Phase.FILL
+        for name, value in validators:
+            request.headers[name] = value
+        state.stored = entry
+        state.request_time = self.shared.clock()
+
+    async def answer_collapsed(self, flow: http.HTTPFlow, state: FlowState,
+                               headers: Headers) -> bool:
+        """Answer a waiting flow from what the fill it waited for stored; whether it could."""
+        store = self.shared.store
+        if not flow.live or flow.response is not None or store is None:
+            return flow.response is not None
+        entry = await store.lookup_any(state.key, headers)
+        if entry is None:
+            return False
+        lookup = evaluate(state.directives, entry.meta, self.shared.clock())
+        if lookup.action is not Action.HIT:
+            return False
+        serve.answer(flow, state, entry, self.shared, age=lookup.age, outcome="collapsed",
+                     request_headers=headers,
+                     status=cache_status(CACHE_NAME, hit=True, ttl=lookup.ttl, collapsed=True))
+        return True
+
+    def _apply_rule(self, state: FlowState, request: http.Request, target: str) -> str | None:
+        """Key and storing settings from the first config-file rule matching `target`; "rule"
+        when the rule keeps the path out of the cache."""
+        settings = self.shared.settings
+        rule = find_rule(settings.rules, target)
+        if rule is None:
+            return None
+        if rule.never_cache:
+            return "rule"
+        keyed = key_target(target, rule)
+        if keyed != target:
+            state.key = primary_key(request.scheme, request.host, request.port, keyed)
+        state.config = rule_config(settings.config, rule)
+        return None

@@ -1,0 +1,138 @@
+"""The store as mitmproxy's hooks use it: it never raises into a hook, and never makes the event
+loop wait on a large value.
+
+When the medium fails (disk gone or full, Redis down) every call answers "nothing stored" or
+"not stored", so the proxy passes requests through to the origin; the failure is logged once,
+and once more when reads work again. Values over OFF_LOOP_BYTES are read and written in a worker
+thread. The wrapped store's own guarantees (what is atomic, what is shared across processes)
+are unchanged; see store/layout.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Callable
+from typing import TypeVar
+
+import diskcache
+
+from caching_proxy.entry import Entry
+from caching_proxy.policy import Headers
+from caching_proxy.store import Store
+from caching_proxy.store.disk import EntryTooLarge
+
+log = logging.getLogger(__name__)
+
+# diskcache's Timeout: SQLite still locked by another process after its 60 s busy wait.
+STORE_ERRORS = (OSError, sqlite3.Error, diskcache.Timeout)
+# Entries larger than this are read and written in a worker thread, so that other connections
+# are not held up by the disk (measured: a 50 MB read or write on the loop stalls every client).
+OFF_LOOP_BYTES = 1 << 20
+T = TypeVar("T")
+
+__all__ = ["OFF_LOOP_BYTES", "STORE_ERRORS", "EntryTooLarge", "GuardedStore"]
+
+
+class GuardedStore:
+    def __init__(self, store: Store, shared: bool) -> None:
+        self.store = store
+        # Whether other processes use the store too (--workers, Redis): only then do fills and
+        # refreshes take the store's lock (for a lone proxy it is two writes per miss for
+        # nothing; measured: miss throughput -20%).
+        self.shared = shared
+        self._warned = False
+        self._reads_failed = False
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def lookup(self, key: str, headers: Headers) -> Entry | None:
+        """The stored response for the request, read on the event loop; raises EntryTooLarge
+        for a value the caller must read with `lookup_off_loop`."""
+        return self._read(key, headers, OFF_LOOP_BYTES)
+
+    async def lookup_off_loop(self, key: str, headers: Headers) -> Entry | None:
+        return await asyncio.to_thread(self._read, key, headers, None)
+
+    async def lookup_any(self, key: str, headers: Headers) -> Entry | None:
+        """`lookup`, moving to a thread when the value is large."""
+        try:
+            return self.lookup(key, headers)
+        except EntryTooLarge:
+            return await self.lookup_off_loop(key, headers)
+
+    def _read(self, key: str, headers: Headers, max_inline: int | None) -> Entry | None:
+        try:
+            found = self.store.lookup(key, headers, max_inline)
+        except EntryTooLarge:
+            raise
+        except STORE_ERRORS as e:
+            self._reads_failed = True
+            self.warn(e)
+            return None
+        except Exception as e:  # a record the store could not decode and did not drop
+            log.warning(f"caching-proxy: ignoring unreadable cache record for {key}: {e!r}")
+            return None
+        if self._reads_failed:
+            # Said once when reads work again (Redis back); a store that still reads but no
+            # longer writes (folder removed, disk full) stays warned once and quiet.
+            self._reads_failed = self._warned = False
+            log.warning("caching-proxy: cache store available again, caching resumed")
+        return found
+
+    def has_url(self, key: str) -> bool:
+        return self.value(False, self.store.has_url, key)
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def put(self, entry: Entry, expire: float) -> bool:
+        """Whether `entry` was stored, on the event loop (see `put_any` for large entries)."""
+        return self.done(self.store.put, entry, expire)
+
+    async def put_any(self, entry: Entry, expire: float) -> bool:
+        if len(entry.body) <= OFF_LOOP_BYTES:
+            return self.put(entry, expire)
+        return await asyncio.to_thread(self.put, entry, expire)
+
+    def delete(self, key: str) -> int:
+        """Remove every stored response of `key` (all Vary variants); how many."""
+        return self.value(0, self.store.delete_url, key)
+
+    def acquire(self, name: str, ttl: float) -> str | None:
+        """The store's lock on `name` (see Store.acquire): its owner token, None when another
+        holds it, "" when the store failed (nobody can coordinate; the caller goes ahead)."""
+        failed: str | None = ""
+        return self.value(failed, self.store.acquire, name, ttl)
+
+    def release(self, name: str, token: str) -> None:
+        if token:
+            self.done(self.store.release, name, token)
+
+    def flush(self) -> None:
+        self.done(self.store.flush)
+
+    # ------------------------------------------------------------------------------------------
+
+    def done(self, fn: Callable[..., object], *args: object) -> bool:
+        """Whether `fn(*args)` ran; False when the medium failed (warned once)."""
+        try:
+            fn(*args)
+        except STORE_ERRORS as e:
+            self.warn(e)
+            return False
+        return True
+
+    def value(self, failed: T, fn: Callable[..., T], *args: object) -> T:
+        """`fn(*args)`, or `failed` when the medium failed (warned once)."""
+        try:
+            return fn(*args)
+        except STORE_ERRORS as e:
+            self.warn(e)
+            return failed
+
+    def warn(self, e: Exception) -> None:
+        # The proxy goes on as a pass-through; one warning, not one per request.
+        if not self._warned:
+            self._warned = True
+            log.warning(f"caching-proxy: cache store unavailable, passing requests through: {e}")

@@ -1,0 +1,150 @@
+"""The mitmproxy internals behind caching_proxy.internals: present as expected, and working through
+a real proxy (an in-process mitmproxy in reverse mode, real sockets). A failure here after a
+mitmproxy upgrade names the internal that changed; see the module's docstring."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from mitmproxy import http, options
+
+from caching_proxy import internals, runner
+
+
+def test_every_internal_is_as_expected() -> None:
+    assert internals.problems() == [], "mitmproxy changed:\n" + "\n".join(internals.problems())
+
+
+class Flows:
+    """Keeps each flow the proxy sees and says when its request went to the origin."""
+
+    def __init__(self) -> None:
+        self.flows: list[http.HTTPFlow] = []
+        self.errors: list[str] = []
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        self.flows.append(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        assert flow.error is not None
+        self.errors.append(flow.error.msg)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def through_proxy(origin_port: int, scenario: Callable[[Any, int, Flows], Awaitable[None]],
+                        ) -> Flows:
+    """Run `scenario(master, proxy_port, flows)` against a lean proxy in reverse mode to the
+    origin on `origin_port`."""
+    opts = options.Options()
+    master = runner.LeanMaster(opts)
+    flows = Flows()
+    master.addons.add(flows)
+    port = free_port()
+    opts.update(mode=[f"reverse:http://127.0.0.1:{origin_port}"], listen_host="127.0.0.1",
+                listen_port=port, connection_strategy="lazy", termlog_verbosity="error")
+    running = asyncio.create_task(master.run())
+    try:
+        for _ in range(200):
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.02)
+                continue
+            writer.close()
+            break
+        await asyncio.wait_for(scenario(master, port, flows), 10)
+    finally:
+        master.shutdown()
+        await asyncio.wait_for(running, 10)
+    return flows
+
+
+async def get(port: int, path: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: origin\r\n\r\n".encode())
+    await writer.drain()
+    return reader, writer
+
+
+def test_cancelling_the_origin_connections_fails_the_flow() -> None:
+    async def main() -> Flows:
+        asked = asyncio.Event()
+
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")  # ...and never answers
+            asked.set()
+            await reader.read()
+
+        origin = await asyncio.start_server(silent, "127.0.0.1", 0)
+        origin_port = origin.sockets[0].getsockname()[1]
+
+        async def scenario(master: Any, port: int, flows: Flows) -> None:
+            reader, writer = await get(port, "/hangs")
+            await asked.wait()
+            client_id = flows.flows[0].client_conn.id
+            assert internals.cancel_origin_connections(master, "no such client", "x") == 0
+            assert internals.cancel_origin_connections(master, client_id, "origin timeout") == 1
+            status = await reader.readline()
+            assert status.startswith(b"HTTP/1.1 502 "), status
+            writer.close()
+
+        try:
+            return await through_proxy(origin_port, scenario)
+        finally:
+            origin.close()
+
+    flows = asyncio.run(main())
+    assert len(flows.errors) == 1, flows.errors  # the error hook ran for the cut flow
+
+
+@pytest.fixture
+def page_restored() -> Any:
+    module = importlib.import_module(internals.ERROR_PAGE_MODULE)
+    original = getattr(module, internals.ERROR_PAGE_FUNCTION)
+    yield
+    setattr(module, internals.ERROR_PAGE_FUNCTION, original)
+
+
+def test_the_installed_error_page_is_what_clients_get(page_restored: None) -> None:
+    seen: list[tuple[int, str]] = []
+
+    def page(status_code: int, message: str = "") -> bytes:
+        seen.append((status_code, message))
+        return b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 8\r\nConnection: close\r\n\r\nour page"
+
+    assert internals.install_error_page(page)
+    assert internals.install_error_page(page)  # idempotent
+
+    async def scenario(master: Any, port: int, flows: Flows) -> None:
+        reader, writer = await get(port, "/refused")
+        answer = await reader.read()
+        writer.close()
+        assert answer.endswith(b"\r\n\r\nour page"), answer
+
+    flows = asyncio.run(through_proxy(free_port(), scenario))  # nothing listens there: refused
+    assert len(seen) == 1 and seen[0][0] == 502
+    # error_page.answer_instead relies on it: the page is given the flow's own error message.
+    assert [message for _, message in seen] == flows.errors
+
+
+def test_a_missing_internal_is_named_and_turns_its_feature_off(
+        monkeypatch: pytest.MonkeyPatch, page_restored: None) -> None:
+    module = importlib.import_module(internals.ERROR_PAGE_MODULE)
+    monkeypatch.delattr(module, internals.ERROR_PAGE_FUNCTION)
+    def page(status_code: int, message: str = "") -> bytes:
+        return b""
+
+    assert not internals.install_error_page(page)
+    assert not hasattr(module, internals.ERROR_PAGE_FUNCTION)
+    assert any("make_error_response is gone" in p for p in internals.problems())
