@@ -47,11 +47,11 @@ def test_entries_past_their_stale_window_are_culled(
     cache_dir = tmp_path / "cache"
     proxy = make_proxy("--set", "cache_keep_stale=0")  # type: ignore[operator]
     for i in range(5):
-        origin.route(f"/x{i}", 200, [("Cache-Control", "max-age=1")], os.urandom(ENTRY))
+        origin.route(f"/x{i}", 200, [("Cache-Control", "max-age=3")], os.urandom(ENTRY))
         fetch(proxy.url + f"/x{i}")
     with diskcache.Cache(str(cache_dir)) as cache:
         assert len(cache) >= 5
-    time.sleep(1.5)
+    time.sleep(3.5)
     origin.route("/later", 200, [("Cache-Control", "max-age=60")], b"later")
     fetch(proxy.url + "/later")  # a write culls expired entries (diskcache's cull on set)
     with diskcache.Cache(str(cache_dir)) as cache:
