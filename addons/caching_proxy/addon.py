@@ -105,7 +105,7 @@ class CacheAddon:
         assert self.shared.store is not None
         for flush in self.before_close:
             flush()
-        self.shared.store.done(self.shared.store.store.close)
+        self.shared.store.close()
 
     # -- hooks ---------------------------------------------------------------------------------
 

@@ -43,11 +43,13 @@ class HeadBody:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.parts: list[bytes] | None = []
+        self.size = 0
 
     def __call__(self, data: bytes) -> list[bytes]:
         if self.parts is not None:
             self.parts.append(data)
-            if sum(map(len, self.parts)) > self.limit:
+            self.size += len(data)
+            if self.size > self.limit:
                 self.parts = None  # too large to store: stop keeping it
         return []
 
@@ -144,7 +146,7 @@ class Filler:
                               expire: float) -> None:
         try:
             store = self.shared.store
-            stored = store is not None and await store.put_any(entry, expire)
+            stored = store is not None and await store.put_off_loop(entry, expire)
             self._answer_fill(flow, state, entry if stored else None)
         finally:
             self.coalescer.finish(state)
@@ -244,7 +246,7 @@ class Filler:
                                 expire: float, now: float) -> None:
         try:
             store = self.shared.store
-            stored = store is not None and await store.put_any(entry, expire)
+            stored = store is not None and await store.put_off_loop(entry, expire)
             self._freshened(flow, state, entry, now, stored=stored)
         finally:
             self.coalescer.finish(state)

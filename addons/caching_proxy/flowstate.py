@@ -43,7 +43,7 @@ class Fill:
 
 @dataclass(slots=True)
 class FlowState:
-    key: str  # the cache key (keys.primary_key), after any config-file rule
+    key: str  # the cache key (keys.request_key), after any config-file rule
     phase: Phase = Phase.PASS
     outcome: str = "miss"  # one of OUTCOMES
     fwd: str = "uri-miss"  # RFC 9211 fwd= reason when the request went forward

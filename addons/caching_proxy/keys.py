@@ -9,6 +9,7 @@ values so that the policy's tests can use it too.
 
 from __future__ import annotations
 
+from typing import Protocol
 from urllib.parse import urlsplit
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -20,6 +21,20 @@ def primary_key(scheme: str, host: str, port: int, target: str) -> str:
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
     return f"{scheme.lower()}://{host}:{port}{target or '/'}"
+
+
+class RequestLike(Protocol):
+    """The fields of a mitmproxy `http.Request` a key is made of."""
+
+    scheme: str
+    host: str
+    port: int
+
+
+def request_key(request: RequestLike, target: str) -> str:
+    """The key of a forwarded request for `target` (its path and query as forwarded, or as a
+    config-file rule rewrote them)."""
+    return primary_key(request.scheme, request.host, request.port, target)
 
 
 def url_key(url: str) -> str | None:

@@ -19,7 +19,7 @@ from fnmatch import fnmatchcase
 from mitmproxy import http
 
 from caching_proxy.addon import CacheAddon
-from caching_proxy.keys import origin_of, primary_key, target_of, url_key
+from caching_proxy.keys import origin_of, request_key, target_of, url_key
 from caching_proxy.store import Store
 from caching_proxy.store.guarded import STORE_ERRORS
 
@@ -97,8 +97,7 @@ class Purge:
         request = flow.request
         try:
             store = self.cache.store
-            key = primary_key(request.scheme, request.host, request.port,
-                              request.data.path.decode("latin-1"))
+            key = request_key(request, request.data.path.decode("latin-1"))
             removed = remove(store, key) if store is not None else 0
         except STORE_ERRORS as e:
             flow.response = answer(503, f"503 cache store unavailable: {e}\n".encode())

@@ -14,7 +14,7 @@ from caching_proxy import serve
 from caching_proxy.coalescing import Coalescer
 from caching_proxy.entry import Entry, decode_headers
 from caching_proxy.flowstate import META_KEY, FlowState, Phase
-from caching_proxy.keys import primary_key
+from caching_proxy.keys import request_key
 from caching_proxy.options import CACHE_NAME
 from caching_proxy.policy import (
     Action,
@@ -45,7 +45,7 @@ class Reuse:
             return None
         request = flow.request
         target = request.data.path.decode("latin-1")
-        state = FlowState(key=primary_key(request.scheme, request.host, request.port, target))
+        state = FlowState(key=request_key(request, target))
         flow.metadata[META_KEY] = state
         headers = decode_headers(request.headers.fields)
         settings = self.shared.settings
@@ -156,6 +156,6 @@ class Reuse:
             return "rule"
         keyed = key_target(target, rule)
         if keyed != target:
-            state.key = primary_key(request.scheme, request.host, request.port, keyed)
+            state.key = request_key(request, keyed)
         state.config = rule_config(settings.config, rule)
         return None

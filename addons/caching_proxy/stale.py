@@ -47,8 +47,6 @@ class StaleAnswers:
         # still give way; a streamed one is under way and is cut.
         if flow.response is not None and flow.response.stream:
             return
-        if state.head:
-            flow.request.method = "HEAD"
         failure = "timeout" if flow.metadata.get(TIMEOUT_KEY) else "error"
         if self.answer(flow, state, failure, None):
             assert flow.response is not None

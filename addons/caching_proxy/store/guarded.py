@@ -87,12 +87,11 @@ class GuardedStore:
     # -- writes --------------------------------------------------------------------------------
 
     def put(self, entry: Entry, expire: float) -> bool:
-        """Whether `entry` was stored, on the event loop (see `put_any` for large entries)."""
+        """Whether `entry` was stored, on the event loop (`put_off_loop` for large entries)."""
         return self.done(self.store.put, entry, expire)
 
-    async def put_any(self, entry: Entry, expire: float) -> bool:
-        if len(entry.body) <= OFF_LOOP_BYTES:
-            return self.put(entry, expire)
+    async def put_off_loop(self, entry: Entry, expire: float) -> bool:
+        """`put` in a worker thread, for an entry over OFF_LOOP_BYTES."""
         return await asyncio.to_thread(self.put, entry, expire)
 
     def delete(self, key: str) -> int:
@@ -111,6 +110,9 @@ class GuardedStore:
 
     def flush(self) -> None:
         self.done(self.store.flush)
+
+    def close(self) -> None:
+        self.done(self.store.close)
 
     # ------------------------------------------------------------------------------------------
 
