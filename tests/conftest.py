@@ -1,15 +1,21 @@
-"""Fixtures every end-to-end test shares: a counting origin and a proxy process in front of it."""
+"""Fixtures the tests share: a counting origin and a proxy process in front of it; a store on each
+backend (a diskcache folder, a real redis-server)."""
 
 from __future__ import annotations
 
 import itertools
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
+from caching_proxy.store import DiskStore, Store
+from caching_proxy.store.redis_store import RedisStore
 from support.origin import Origin
 from support.proxy import Proxy
+from support.redis_server import RedisServer
 
 _paths = itertools.count()
 
@@ -45,3 +51,24 @@ def make_proxy(origin: Origin, tmp_path: Path) -> Iterator[object]:
 @pytest.fixture
 def unique_path() -> str:
     return f"/t{next(_paths)}"
+
+
+@pytest.fixture(scope="module")
+def store_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["disk", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "disk":
+        made: Store = DiskStore(str(tmp_path / "cache"))
+    else:
+        server: RedisServer = request.getfixturevalue("store_redis")
+        redis.Redis.from_url(server.url).flushdb()
+        made = RedisStore(server.url)
+    yield made
+    made.close()

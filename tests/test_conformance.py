@@ -37,8 +37,6 @@ KNOWN_REQUIRED_FAILURES = {
     # The origin sends `Transfer-Encoding: <unknown coding>`: a message that cannot be framed
     # safely (request smuggling); mitmproxy refuses it and the client gets 502.
     "headers-store-Transfer-Encoding": "unframeable response refused",
-    # Range requests pass through to the origin; partial content is not stored.
-    "partial-use-headers": "Range passes through",
     # The origin closes the connection on a stale response that forbids serving it stale: the
     # client gets 502 (an error, not the stale response, as these directives require; the default
     # --use-stale error,timeout serves stale only where nothing forbids it, which passes the

@@ -149,3 +149,22 @@ def test_recency_writes_are_budgeted_and_the_rest_noted_at_a_later_read(tmp_path
     again = access_times(store)
     assert all(again[url] > before[url] for url in urls)
     store.close()
+
+
+def test_a_large_body_is_read_back_as_a_view_of_its_mapped_file(tmp_path: Path) -> None:
+    from caching_proxy.store.diskcache_adapter import MAP_BODY_BYTES
+
+    store = DiskStore(str(tmp_path))
+    body = bytes(range(256)) * (MAP_BODY_BYTES // 256 + 3)
+    store.put(make_entry("http://o:80/big", body=body), 60)
+    found = store.lookup("http://o:80/big", [])
+    assert found is not None and isinstance(found.body, memoryview)
+    assert len(found.body) == len(body) and bytes(found.body[1000:2000]) == body[1000:2000]
+    # Stored again (a 304 freshens it; a soft purge rewrites it) from the view itself.
+    store.put(found, 60)
+    again = store.lookup("http://o:80/big", [])
+    assert again is not None and bytes(again.body) == body
+    small = make_entry("http://o:80/small", body=b"s" * 1000)
+    store.put(small, 60)
+    assert type(store.lookup("http://o:80/small", []).body) is bytes  # type: ignore[union-attr]
+    store.close()

@@ -38,18 +38,28 @@ def test_cli_purge_url_path_and_prefix_while_proxy_serves(origin: Origin, proxy:
     cache = str(proxy.cache_dir)
 
     done = cli("--cache-dir", cache, "--purge", "/p")
-    assert done.returncode == 0 and "purged 1 responses for /p" in done.stdout
+    assert done.returncode == 0 and "purged 1 response for /p" in done.stdout
     assert fetch(proxy.url + "/p").x_cache == "MISS"
     assert origin.count("/p") == 2
 
     assert json_of("--cache-dir", cache, "--purge", origin.url + "/p") == {
-        "store": cache, "purged": {origin.url + "/p": 1}}
+        "store": cache, "purged": {origin.url + "/p": 1},
+        "matched": {origin.url + "/p": origin.url + "/p"}}
     assert json_of("--cache-dir", cache, "--purge-prefix", "/api/")["purged"] == {"/api/*": 2}
     for path in ("/p", "/api/a", "/api/b"):
         assert fetch(proxy.url + path).x_cache == "MISS"
     assert fetch(proxy.url + "/keep").x_cache == "HIT"
     assert origin.count("/keep") == 1
 
+    fetch(proxy.url + "/p")
+    # The proxy's own URL, as copied from a browser: matched by path against the stored origin.
+    done = cli("--cache-dir", cache, "--purge", proxy.url + "/p")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        f"caching-proxy: purged 1 response for {proxy.url}/p (matched /p at {origin.url})")
+    assert fetch(proxy.url + "/p").x_cache == "MISS"
+    done = cli("--cache-dir", cache, "--purge", proxy.url + "/nothing-stored")
+    assert "purged 0 responses for" in done.stdout
     bad = cli("--cache-dir", cache, "--purge", "nothing-like-a-url")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "give a URL or a /path" in bad.stderr
 
@@ -239,7 +249,7 @@ def test_commands_from_mitmweb(origin: Origin, tmp_path: Path) -> None:
 
         stats = json.loads(command("cache.stats")["value"])
         assert (stats["hits"], stats["misses"], stats["entries"]) == (1, 1, 1)
-        assert command("cache.purge", "/c")["value"] == "purged 1 responses for /c"
+        assert command("cache.purge", "/c")["value"] == "purged 1 response for /c"
         assert fetch(proxy.url + "/c").x_cache == "MISS"
         assert command("cache.clear")["value"].startswith("cleared 1 entries")
         assert fetch(proxy.url + "/c").x_cache == "MISS"

@@ -360,13 +360,17 @@ def test_cdn_cache_control_no_store_wins(origin: Origin, proxy: Proxy) -> None:
 
 # -- Range -----------------------------------------------------------------------------------
 
-def test_range_passes_through_and_is_not_stored(origin: Origin, proxy: Proxy) -> None:
+def test_a_range_miss_fetches_the_whole_and_stores_it(origin: Origin, proxy: Proxy) -> None:
+    # The origin would answer a forwarded Range with 206: the proxy asks for the whole instead
+    # (as nginx and Varnish do), answers the range from it and stores it (tests/test_ranges.py).
     origin.route("/r", handler=lambda seen: Reply(
         206 if seen.header("Range") else 200,
         [("Cache-Control", "max-age=60"), ("Content-Range", "bytes 0-1/10")]
         if seen.header("Range") else [("Cache-Control", "max-age=60")],
         b"01" if seen.header("Range") else b"0123456789"))
-    partial = fetch(proxy.url + "/r", headers={"Range": "bytes=0-1"})
-    assert partial.status == 206 and partial.body == b"01"
+    partial = fetch(proxy.url + "/r", headers={"Range": "bytes=2-3"})
+    assert partial.status == 206 and partial.body == b"23"
+    assert partial.header("Content-Range") == "bytes 2-3/10"
     full = fetch(proxy.url + "/r")
-    assert full.status == 200 and full.x_cache == "MISS" and full.body == b"0123456789"
+    assert full.status == 200 and full.x_cache == "HIT" and full.body == b"0123456789"
+    assert [seen.header("Range") for seen in origin.requests_for("/r")] == [None]

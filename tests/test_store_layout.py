@@ -8,7 +8,7 @@ from __future__ import annotations
 import pickle
 import shutil
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,27 +23,6 @@ from test_disk_store import make_entry
 
 URL = "http://o:80/ua"
 HAVE_REDIS = shutil.which("redis-server") is not None
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    if not HAVE_REDIS:
-        pytest.skip("redis-server is not installed")
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(params=["disk", "redis"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    if request.param == "disk":
-        made: Store = DiskStore(str(tmp_path / "cache"))
-    else:
-        server: RedisServer = request.getfixturevalue("redis_server")
-        redis.Redis.from_url(server.url).flushdb()
-        made = RedisStore(server.url)
-    yield made
-    made.close()
 
 
 def raw_size(store: Store, key: str) -> int:
@@ -260,10 +239,10 @@ def test_a_purged_variant_is_never_reached_again(store: Store) -> None:
 
 
 def test_redis_stores_no_index_for_a_variant_too_large_to_store(
-    redis_server: RedisServer,
+    store_redis: RedisServer,
 ) -> None:
-    redis.Redis.from_url(redis_server.url).flushdb()
-    small = RedisStore(redis_server.url, max_value_size=10_000)
+    redis.Redis.from_url(store_redis.url).flushdb()
+    small = RedisStore(store_redis.url, max_value_size=10_000)
     small.put(make_entry(URL, body=b"x" * 20_000, vary="User-Agent", value="agent/1"), 60)
     assert not small.has_url(URL) and small.variant_keys(URL) == []
     small.close()

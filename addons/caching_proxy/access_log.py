@@ -1,63 +1,89 @@
-"""The access log: one line per request on standard output, as text or JSON.
+"""The access log: one line per request, on standard output or in `cache_access_log_file`.
 
-Written with one `write` per line, unbuffered, so that lines of several `--workers` processes on
-one terminal or pipe never interleave (a write of under PIPE_BUF bytes is atomic) and a line is
-there as soon as its request is answered.
+Formats are log_formats.py's: text, JSON, NCSA combined or a template. Each line is written with
+one unbuffered `write`, so that lines of several `--workers` processes never interleave (on a
+pipe a write of under PIPE_BUF bytes is atomic; a file is opened with O_APPEND, so each write
+lands whole at its end) and a line is there as soon as its request is answered. SIGUSR1 reopens
+the file (logrotate's postrotate, as nginx does).
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
+import contextlib
+import logging
 import os
+import signal
 import sys
 import time
-from typing import Any
 
 from mitmproxy import ctx, exceptions, http
 
-FORMATS = ("text", "json", "off")
+from caching_proxy.log_formats import Formatter, format_text, parse_format
+
+log = logging.getLogger(__name__)
 
 
-def log_record(flow: http.HTTPFlow, now: float) -> dict[str, Any]:
-    request, response = flow.request, flow.response
-    if response is not None:
-        status: int | None = response.status_code
-        size = len(response.raw_content) if response.raw_content is not None else int(
-            response.headers.get("content-length", "0") or 0)
-        x_cache = response.headers.get("x-cache", "-")
-        cache_status = response.headers.get("cache-status", "-")
-    else:
-        status, size, x_cache, cache_status = None, 0, "-", "-"
-    return {
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(request.timestamp_start)),
-        "method": request.method,
-        "path": request.path,
-        "status": status,
-        "x_cache": x_cache,
-        "cache_status": cache_status,
-        "bytes": size,
-        "ms": round((now - request.timestamp_start) * 1000, 1),
-        "error": flow.error.msg if flow.error is not None else None,
-    }
-
-
-def format_text(r: dict[str, Any]) -> str:
-    line = (f'{r["time"]} {r["method"]} {r["path"]} {r["status"] or "-"} {r["x_cache"]} '
-            f'"{r["cache_status"]}" {r["bytes"]} {r["ms"]}ms')
-    return line + (f' error="{r["error"]}"' if r["error"] else "")
+def open_log(path: str) -> int:
+    """A descriptor appending to `path`, created 0644 if missing."""
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
+                   0o644)
 
 
 class AccessLog:
     def __init__(self) -> None:
-        self.format = "text"
-        self.fd = sys.stdout.fileno() if sys.stdout is not None else -1
+        self.off = False
+        self.formatter: Formatter = format_text
+        self.stdout = sys.stdout.fileno() if sys.stdout is not None else -1
+        self.fd = self.stdout
+        self.path = ""
 
     def configure(self, updated: set[str]) -> None:
         if "cache_access_log" in updated:
-            if ctx.options.cache_access_log not in FORMATS:
-                raise exceptions.OptionsError(
-                    f"cache_access_log must be one of {', '.join(FORMATS)}")
-            self.format = ctx.options.cache_access_log
+            value = ctx.options.cache_access_log
+            if value != "off":
+                try:
+                    self.formatter = parse_format(value)
+                except ValueError as e:
+                    raise exceptions.OptionsError(
+                        f"cache_access_log: {e} (or off)") from None
+            self.off = value == "off"
+        if "cache_access_log_file" in updated:
+            path = ctx.options.cache_access_log_file
+            if path != self.path:
+                fd = self.stdout
+                if path:
+                    try:
+                        fd = open_log(path)
+                    except OSError as e:
+                        raise exceptions.OptionsError(
+                            f"cannot open access log {path}: {e.strerror or e}") from None
+                self._replace(fd)
+                self.path = path
+
+    def running(self) -> None:
+        # Always handled, also without a file: SIGUSR1's default action would end the process
+        # that a logrotate configured for the file sends it to.
+        if hasattr(signal, "SIGUSR1"):
+            # Not the main thread (RuntimeError, ValueError): the host handles signals.
+            with contextlib.suppress(RuntimeError, ValueError):
+                asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, self.reopen)
+
+    def reopen(self) -> None:
+        """Open the log file again by its name (logrotate moved the old one away)."""
+        if not self.path:
+            return
+        try:
+            fd = open_log(self.path)
+        except OSError as e:  # keep writing to the old file rather than lose lines
+            log.warning(f"caching-proxy: cannot reopen access log {self.path}: {e}")
+            return
+        self._replace(fd)
+
+    def _replace(self, fd: int) -> None:
+        old, self.fd = self.fd, fd
+        if old not in (fd, self.stdout, -1):
+            os.close(old)
 
     def response(self, flow: http.HTTPFlow) -> None:
         self._log(flow)
@@ -65,13 +91,14 @@ class AccessLog:
     def error(self, flow: http.HTTPFlow) -> None:
         self._log(flow)
 
+    def done(self) -> None:
+        self._replace(self.stdout)
+
     def _log(self, flow: http.HTTPFlow) -> None:
-        if self.format == "off" or self.fd < 0 or flow.metadata.get("caching_proxy.logged"):
+        if self.off or self.fd < 0 or flow.metadata.get("caching_proxy.logged"):
             return
         flow.metadata["caching_proxy.logged"] = True  # a flow failing after its response
-        record = log_record(flow, time.time())
-        line = json.dumps(record) if self.format == "json" else format_text(record)
-        try:
+        line = self.formatter(flow, time.time())
+        # stdout closed or disk full: the line is lost, never the request.
+        with contextlib.suppress(OSError):
             os.write(self.fd, (line + "\n").encode("utf-8", "replace"))
-        except OSError:  # stdout closed: the log is lost, never the request
-            self.format = "off"

@@ -49,7 +49,7 @@ class CacheAddon:
         self.reuse = Reuse(self.shared, self.coalescer, self.refresher)
         # Called before the store is closed or replaced: addons that buffer writes flush them.
         self.before_close: list[Callable[[], None]] = []
-        self._store_key: tuple[str, int, int] | None = None
+        self._store_key: tuple[str, int, int, int, float] | None = None
         self._maintenance: asyncio.Task[None] | None = None
 
     @property
@@ -66,7 +66,8 @@ class CacheAddon:
         try:
             self.shared.settings = Settings.from_options(ctx.options)
             key = (ctx.options.cache_store or ctx.options.cache_dir, opts.size_limit(ctx.options),
-                   ctx.options.cache_lru_interval)
+                   ctx.options.cache_lru_interval, opts.memory_size(ctx.options),
+                   opts.store_timeout(ctx.options))
         except ValueError as e:
             raise exceptions.OptionsError(str(e)) from e
         if key == self._store_key:
@@ -74,11 +75,13 @@ class CacheAddon:
         if self.shared.store is not None:
             self._close_store()
         try:
-            store = open_store(key[0], size_limit=key[1], lru_interval=key[2])
+            store = open_store(key[0], size_limit=key[1], lru_interval=key[2],
+                               memory_size=key[3], timeout=key[4])
         except STORE_ERRORS as e:
             raise exceptions.OptionsError(f"cannot open cache store {key[0]}: {e}") from e
         shared = is_redis_url(key[0]) or workers.worker_number() is not None
-        self.shared.store = GuardedStore(store, shared=shared)
+        self.shared.store = GuardedStore(
+            store, shared=shared, remote=is_redis_url(key[0]), timeout=key[4])
         self._store_key = key
 
     def running(self) -> None:

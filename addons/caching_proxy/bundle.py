@@ -6,8 +6,12 @@ mitmproxy user gets the same proxy as the CLI.
 
 from __future__ import annotations
 
+from caching_proxy import origin_http1
 from caching_proxy.access_log import AccessLog
 from caching_proxy.addon import CacheAddon
+from caching_proxy.admin import Admin
+from caching_proxy.client_limits import ClientLimits
+from caching_proxy.client_tls import ClientTls
 from caching_proxy.commands import CacheCommands
 from caching_proxy.counters import Counters
 from caching_proxy.guard import Guard
@@ -15,16 +19,25 @@ from caching_proxy.metrics import Metrics
 from caching_proxy.origin_timeouts import OriginTimeouts
 from caching_proxy.purge import Purge
 from caching_proxy.streaming import BodyLimit
+from caching_proxy.web_marks import WebMarks
 
 
 def addons() -> list[object]:
+    # mitmproxy's HTTP/1 origin side, extended before any connection (interim responses, one
+    # retry on a dead reused connection); both the runner and `mitmdump -s` come through here.
+    origin_http1.install()
     # Order matters within a hook: addons that refuse or answer a request (guards, PURGE) come
     # before the cache; addons that only observe the answer (logs, counters) come after it.
+    # WebMarks reads the outcome once the cache (and, in the error hook, a stale answer) set it.
     # OriginTimeouts follows CacheAddon: its timer starts once the cache forwards a request, and
     # its 504 in the error hook gives way to a stale answer chosen there by CacheAddon.
+    # ClientLimits comes first, to refuse a connection past the bound before anything else runs;
+    # ClientTls refuses cleartext on an HTTPS port before the guard or the cache see it.
     cache = CacheAddon()
     counters = Counters(cache)
+    metrics = Metrics(cache, counters)
     return [
-        Guard(), Purge(cache), BodyLimit(), cache, OriginTimeouts(),
-        counters, Metrics(cache, counters), AccessLog(), CacheCommands(cache, counters),
+        ClientLimits(), ClientTls(), Guard(), Purge(cache), BodyLimit(), cache, OriginTimeouts(),
+        counters, metrics, AccessLog(), WebMarks(), CacheCommands(cache, counters),
+        Admin(cache, metrics),
     ]

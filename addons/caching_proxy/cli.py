@@ -76,13 +76,17 @@ RUN_FLAGS: tuple[Flag, ...] = (
          "cache_set_cookie=true or --set ssl_insecure=true; list them with "
          "`mitmdump -s addons/cache.py --options`", metavar="NAME=VALUE", repeat=True,
          dest="setoptions"),
-    Flag("--web", "run under mitmweb to inspect the traffic in a browser; hits are marked and "
-         "commented 'cache HIT'", switch=True),
+    Flag("--web", "run under mitmweb to inspect the traffic in a browser; each flow is marked "
+         "and commented with what the cache did ('cache HIT', 'cache MISS (stored)', "
+         "'revalidated (304)', ...)", switch=True),
     Flag("--web-port", "port of mitmweb's interface with --web (default: {default})",
          parse=port_number, default=8081),
     Flag("--workers", "run N proxy processes on the one port (SO_REUSEPORT), sharing the store, "
          "to use N cores (default: {default}; not with --web)", metavar="N", parse=worker_count,
          default=1),
+    Flag("--verbose", "also log mitmproxy's per-connection lines (client connect, server "
+         "disconnect, ...); by default only warnings, errors and the access log",
+         switch=True),
 )
 COMMAND_FLAGS: tuple[Flag, ...] = (
     Flag("--clear-cache", "remove every stored response and print what was removed",
@@ -92,11 +96,25 @@ COMMAND_FLAGS: tuple[Flag, ...] = (
          "repeatable", metavar="TARGET", repeat=True, in_config=False),
     Flag("--purge-prefix", "remove the stored responses of every path starting with PREFIX, "
          "e.g. /api/; repeatable", metavar="PREFIX", repeat=True, in_config=False),
+    Flag("--purge-tag", "remove the stored responses tagged with any of these tags (by the "
+         "origin's Surrogate-Key or Cache-Tag, see --tag-header); repeatable",
+         metavar="TAG", repeat=True, many=True, in_config=False),
+    Flag("--soft", "with --purge, --purge-prefix, --purge-tag or --clear-cache: mark the "
+         "responses stale instead of removing them, so that the next request revalidates "
+         "them (a 304 refreshes them without the body) and they can still answer while the "
+         "origin is down (Fastly's soft purge)", switch=True, in_config=False),
     Flag("--list", "list the stored responses: URL, status, size, age, time to live (negative: "
          "stale), variants", switch=True, in_config=False),
     Flag("--stats", "entries, bytes, hits, misses, hit ratio, stale served, revalidations, "
          "origin errors since the cache was created", switch=True, in_config=False),
-    Flag("--json", "print --list, --stats and purge results as JSON", switch=True,
+    Flag("--json", "print --list, --stats, --warm and purge results as JSON", switch=True,
+         in_config=False),
+    Flag("--warm", "fetch every path or URL listed in FILE (one a line; # comments), or the "
+         "<loc> URLs of a sitemap given as a path on the origin (e.g. /sitemap.xml), through "
+         "the proxy running at --host:--port, so that they are stored; prints what was stored, "
+         "what could not be and why, and errors", metavar="FILE", in_config=False),
+    Flag("--warm-concurrency", "most requests --warm has in flight at once (default: "
+         "{default})", metavar="N", parse=whole_number("concurrency", 1, 256), default=4,
          in_config=False),
 )
 
@@ -120,7 +138,8 @@ def add_flag(add_argument: Callable[..., object], option: Option | None, flag: F
     add_argument(
         flag.name, dest=flag.attribute, type=flag.parse, metavar=flag.metavar,
         choices=flag.choices, help=text,
-        **({"action": "append", "default": list(flag.default or ())} if flag.repeat
+        **({"action": "extend" if flag.many else "append", "default": list(flag.default or ()),
+            **({"nargs": "+"} if flag.many else {})} if flag.repeat
            else {"default": flag.default}),
     )
 
@@ -220,13 +239,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.config:
         # The file's options first, so that the command line's win.
         args = parser.parse_args([*config_argv(parser, args.config), *argv])
-    if args.clear_cache or args.purge or args.purge_prefix or args.list or args.stats:
+    if args.warm:
+        from caching_proxy import warm
+
+        return warm.run(args)
+    if (args.clear_cache or args.purge or args.purge_prefix or args.purge_tag or args.list
+            or args.stats):
         from caching_proxy import operations
 
         return operations.run(args, args.store or cache_dir_of(args))
     if args.origin is None:
         fail("--origin is required, e.g. --origin http://dummyjson.com")
     path = cache_dir_of(args)
+    if args.tls_cert or args.tls_key:
+        from caching_proxy.client_tls import check_pair
+
+        try:  # before mitmproxy starts, so that a bad pair is one line, not a failed start
+            check_pair(args.tls_cert, args.tls_key)
+        except ValueError as e:
+            fail(str(e))
     worker = workers.worker_number()
     if worker is None:
         check_port_free(args.host, args.port)
@@ -249,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     return runner.run(
         origin=args.origin, host=args.host, port=args.port, web=args.web,
         web_port=args.web_port, cache_options=cache_options, setoptions=args.setoptions,
-        banner=worker is None or worker[0] == 1, workers=args.workers,
+        banner=worker is None or worker[0] == 1, workers=args.workers, verbose=args.verbose,
     )
 
 

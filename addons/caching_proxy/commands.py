@@ -9,7 +9,7 @@ from mitmproxy import command, ctx, exceptions
 
 from caching_proxy.addon import CacheAddon
 from caching_proxy.counters import Counters
-from caching_proxy.purge import remove
+from caching_proxy.purge import counted, remove
 from caching_proxy.report import stats_of
 from caching_proxy.store import Store
 
@@ -47,7 +47,7 @@ class CacheCommands:
             removed = remove(self._store(), target, origin=reverse_origin())
         except ValueError as e:
             raise exceptions.CommandError(str(e)) from e
-        return f"purged {removed} responses for {target}"
+        return f"purged {counted(removed.count)} for {target}"
 
     @command.command("cache.stats")
     def stats(self) -> str:

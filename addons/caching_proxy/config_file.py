@@ -10,6 +10,17 @@
     ttl = 60
     ignore_query = ["utm_*", "fbclid"]
     key_headers = ["Accept-Language"]
+    [[rule]]
+    match = "/err*"
+    status = [404, "5xx"]                # with ttl: their lifetime when they state none
+    ttl = 30
+    [[rule]]
+    match = "/forced*"
+    ignore = ["cache-control"]           # stored despite Cache-Control: no-store
+    ttl = 60
+    min_uses = 2                         # stored from the second request on
+    bypass_header = "X-No-Cache"         # passed when it has a value other than "" or "0"
+    bypass_cookie = "nocache"
 
 Every error names the key and its line, so that a bad file is fixed at once.
 """
@@ -22,9 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from caching_proxy.policy import Rule
+from caching_proxy.policy import IGNORABLE, Rule, parse_statuses
 
-RULE_KEYS = {"match", "ttl", "default_ttl", "never_cache", "ignore_query", "key_headers"}
+RULE_KEYS = {"match", "ttl", "default_ttl", "never_cache", "ignore_query", "key_headers",
+             "status", "ignore", "min_uses", "bypass_header", "bypass_cookie"}
+_FIELD_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token: header and cookie names
 
 
 class ConfigError(ValueError):
@@ -117,9 +130,23 @@ def _rule(raw: dict[str, Any], i: int, fail: Any) -> Rule:
               "a list of names")
     headers = raw.get("key_headers", [])
     for name in headers:
-        if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+        if not _FIELD_NAME.fullmatch(name):
             raise fail(f"rule {i + 1}: key_headers: {name!r} is not a header name",
                        "key_headers", "rule", i)
+    statuses = _statuses(raw, i, fail)
+    ignore = raw.get("ignore", [])
+    check("ignore", isinstance(ignore, list) and all(isinstance(v, str) for v in ignore),
+          f"a list of field names: any of {', '.join(IGNORABLE)}")
+    for name in ignore:
+        if name.lower() not in IGNORABLE:
+            raise fail(f"rule {i + 1}: ignore: {name!r} is not one of {', '.join(IGNORABLE)}",
+                       "ignore", "rule", i)
+    min_uses = raw.get("min_uses", 1)
+    check("min_uses", isinstance(min_uses, int) and not isinstance(min_uses, bool)
+          and min_uses >= 1, "a whole number >= 1")
+    for key, what in (("bypass_header", 'a header name, e.g. "X-No-Cache"'),
+                      ("bypass_cookie", 'a cookie name, e.g. "nocache"')):
+        check(key, isinstance(raw.get(key), str) and bool(_FIELD_NAME.fullmatch(raw[key])), what)
     return Rule(
         match=match,
         ttl=float(raw["ttl"]) if "ttl" in raw else None,
@@ -127,4 +154,28 @@ def _rule(raw: dict[str, Any], i: int, fail: Any) -> Rule:
         never_cache=bool(raw.get("never_cache", False)),
         ignore_query=tuple(raw.get("ignore_query", [])),
         key_headers=tuple(sorted({h.lower() for h in headers})),
+        status=statuses,
+        ignore=frozenset(name.lower() for name in ignore),
+        min_uses=int(min_uses),
+        bypass_header=raw["bypass_header"].lower() if "bypass_header" in raw else None,
+        bypass_cookie=raw.get("bypass_cookie"),
     )
+
+
+def _statuses(raw: dict[str, Any], i: int, fail: Any) -> frozenset[int]:
+    """`status = [404, "5xx"]`, which needs `ttl`: without it the rule would say nothing about
+    those statuses (their lifetime is the point), so the file is wrong."""
+    if "status" not in raw:
+        return frozenset()
+    value = raw["status"]
+    if not isinstance(value, list) or not value:
+        raise fail(f"rule {i + 1}: status must be a list of statuses, e.g. [404, 410] or "
+                   f"[\"5xx\"]", "status", "rule", i)
+    try:
+        statuses = parse_statuses(value)
+    except ValueError as e:
+        raise fail(f"rule {i + 1}: status: {e}", "status", "rule", i) from None
+    if "ttl" not in raw:
+        raise fail(f"rule {i + 1}: status needs ttl = SECONDS, the lifetime of responses of "
+                   f"those statuses that state none", "status", "rule", i)
+    return statuses

@@ -96,9 +96,16 @@ class Counters:
         return state
 
     def flush(self) -> None:
-        if not self.pending or self.cache.store is None:
-            return
+        self._write(self._take())
+
+    def _take(self) -> dict[str, int]:
+        """The counts not written yet, handed over (on the event loop)."""
         counts, self.pending = dict(self.pending), Counter()
+        return counts
+
+    def _write(self, counts: dict[str, int]) -> None:
+        if not counts or self.cache.store is None:
+            return
         try:
             self.cache.store.add_counts(counts)
         except STORE_ERRORS as e:
@@ -113,7 +120,10 @@ class Counters:
     async def _flush_periodically(self) -> None:
         while True:
             await asyncio.sleep(FLUSH_INTERVAL)
-            self.flush()
+            counts = self._take()
+            if counts:
+                # In a thread: a store that hangs (Redis stopped) never holds up the loop.
+                await asyncio.to_thread(self._write, counts)
 
     def done(self) -> None:
         # The last counts are written by the cache addon's done, before it closes the store.

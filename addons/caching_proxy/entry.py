@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from caching_proxy.policy import StoredMeta, serve_headers
 
@@ -27,15 +28,28 @@ class Entry:
     status: int
     reason: bytes
     headers: RawHeaders  # as the origin sent them, less hop-by-hop and private="..." fields
-    body: bytes
+    body: bytes  # or a read-only memoryview of a mapped file (large bodies on disk)
     meta: StoredMeta
     vary_values: tuple[str, ...] = ()
     # The header list of a hit, built once at store time instead of on every request.
     hit_headers: RawHeaders = field(default=())
+    # Cache tags from the origin's tag fields (policy/tags.py); the store indexes them. New
+    # fields go last, with a default: records written before them still load (__setstate__).
+    tags: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.hit_headers:
             self.hit_headers = self.served_headers(revalidated=False)
+
+    def __getstate__(self) -> list[Any]:
+        return [getattr(self, f.name) for f in fields(self)]
+
+    def __setstate__(self, state: list[Any]) -> None:
+        # A record of an older version has fewer fields: the missing ones take their defaults.
+        for f, value in zip(fields(self), state, strict=False):
+            object.__setattr__(self, f.name, value)
+        for f in fields(self)[len(state):]:
+            object.__setattr__(self, f.name, f.default)
 
     def text_headers(self) -> list[tuple[str, str]]:
         return decode_headers(self.headers)

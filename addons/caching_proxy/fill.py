@@ -12,7 +12,7 @@ from collections.abc import Awaitable
 
 from mitmproxy import http
 
-from caching_proxy import serve
+from caching_proxy import codings, partial, serve
 from caching_proxy.coalescing import Coalescer
 from caching_proxy.entry import Entry, decode_headers, encode_headers
 from caching_proxy.flowstate import FlowState, Phase, state_of
@@ -28,12 +28,15 @@ from caching_proxy.policy import (
     failure_of_status,
     freshen_headers,
     invalidation_uris,
+    override_detail,
     storable_headers,
+    stripped_fields,
     vary_key,
 )
+from caching_proxy.policy.encoding import KNOWN_CODINGS, compressible
+from caching_proxy.policy.tags import tags_of
 from caching_proxy.settings import Shared
 from caching_proxy.stale import StaleAnswers
-from caching_proxy.store.guarded import OFF_LOOP_BYTES
 
 
 class HeadBody:
@@ -79,6 +82,7 @@ class Filler:
         response = flow.response
         if state is None or state.phase is Phase.ANSWERED or response is None:
             return
+        self._take_tags(state, response)
         if state.head and (response.stream or "content-length" not in response.headers):
             # The client's method back before its answer's head leaves (mitmproxy frames the
             # answer by it: a GET's chunked terminator after a HEAD answer would be read as the
@@ -86,6 +90,9 @@ class Filler:
             flow.request.method = "HEAD"
             response.stream = serve.discard_body if response.stream else HeadBody(
                 self.shared.settings.max_object_size)
+        if (response.stream and not state.head and response.status_code == 200
+                and partial.wants_range(state.client_conditionals)):
+            partial.stream_range(response, state.client_conditionals)
         if response.stream or "content-length" not in response.headers:
             # Headers of a streamed body leave before the response hook; mitmproxy may also
             # switch a body of unknown length to streaming later. Marked now, and the mark
@@ -93,7 +100,20 @@ class Filler:
             state.marked = True
             serve.mark(response, hit=False, status=cache_status(
                 CACHE_NAME, hit=False, fwd=state.fwd,
-                fwd_status=response.status_code if state.phase is Phase.REVALIDATE else None))
+                fwd_status=response.status_code if state.phase is Phase.REVALIDATE else None,
+                detail=state.detail))
+
+    def _take_tags(self, state: FlowState, response: http.Response) -> None:
+        """Read the origin's cache tags into `state`, and remove their fields from the answer
+        (and so from what is stored) unless the operator keeps them."""
+        names = self.shared.settings.tag_fields
+        if not names:
+            return
+        fields = decode_headers(response.headers.fields)
+        state.tags = tags_of(fields, names)
+        if not self.shared.settings.keep_tag_fields:
+            for name in names:
+                response.headers.pop(name, None)
 
     def on_response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         state = state_of(flow)
@@ -122,25 +142,42 @@ class Filler:
         if flow.request.method not in SAFE_METHODS:
             self._invalidate(state.key, flow.request, response)
         if state.phase is Phase.PASS:
-            self._final_mark(response, state, cache_status(CACHE_NAME, hit=False, fwd=state.fwd))
+            self._final_mark(response, state, cache_status(CACHE_NAME, hit=False, fwd=state.fwd,
+                                                           detail=state.detail))
             return None
         failure = failure_of_status(response.status_code)
         if failure is not None and not response.stream and self.stale.answer(
                 flow, state, failure, response.status_code):
             return None
+        if self.shared.settings.compress and response.status_code == 200 and not response.stream:
+            self._compress(flow, response)
         resp_headers = decode_headers(response.headers.fields)
         if state.phase is Phase.REVALIDATE and response.status_code == 304:
             return self._freshen(flow, state, resp_headers, now)
         entry = self._entry_to_store(flow, state, resp_headers, now)
         expire = None if entry is None else expire_of(entry, self.shared.settings.keep_stale)
         store = self.shared.store
-        if entry is None or expire is None or store is None:
+        if entry is None or expire is None or store is None or not self._admitted(state):
             self._answer_fill(flow, state, None)
             return None
-        if len(entry.body) > OFF_LOOP_BYTES:
+        if not store.put_inline(entry):
             return self._store_off_loop(flow, state, entry, expire)
         self._answer_fill(flow, state, entry if store.put(entry, expire) else None)
         return None
+
+    def _admitted(self, state: FlowState) -> bool:
+        """A rule's `min_uses`: whether this storable answer is the N-th request for its key
+        within the keep window (cache_keep_stale seconds between requests), counted in the store so
+        that every process on it shares the count. A key with a stored response (revalidated,
+        refreshed) is not counted again."""
+        need = state.config.min_uses if state.config is not None else 1
+        if need <= 1 or state.stored is not None or self.shared.store is None:
+            return True
+        uses = self.shared.store.count_use(state.key, max(1.0, self.shared.settings.keep_stale))
+        if uses >= need:
+            return True
+        state.detail = f"min-uses:{uses}/{need}"
+        return False
 
     async def _store_off_loop(self, flow: http.HTTPFlow, state: FlowState, entry: Entry,
                               expire: float) -> None:
@@ -150,6 +187,17 @@ class Filler:
             self._answer_fill(flow, state, entry if stored else None)
         finally:
             self.coalescer.finish(state)
+
+    @staticmethod
+    def _compress(flow: http.HTTPFlow, response: http.Response) -> None:
+        """--compress: with the coding the (normalized) request accepts, before the response is
+        stored and sent."""
+        coding = flow.request.headers.get("accept-encoding", "")
+        body = response.raw_content
+        if (coding in KNOWN_CODINGS and body is not None and compressible(
+                response.headers.get("content-type"), response.headers.get("content-encoding"),
+                len(body))):
+            codings.compress_response(response, coding)
 
     def _answer_fill(self, flow: http.HTTPFlow, state: FlowState, stored: Entry | None) -> None:
         """Mark a forwarded response, and answer the client's own conditionals from it."""
@@ -163,7 +211,7 @@ class Filler:
         if not self._final_mark(response, state, cache_status(
                 CACHE_NAME, hit=False, fwd=state.fwd,
                 fwd_status=response.status_code if revalidating else None,
-                stored=stored is not None, ttl=ttl)):
+                stored=stored is not None, ttl=ttl, detail=state.detail)):
             return
         if stored is not None and state.client_conditionals and client_not_modified(
                 "GET", list(state.client_conditionals), stored.text_headers(),
@@ -171,6 +219,11 @@ class Filler:
             serve.not_modified(response, stored, self.shared.settings.config.targeted_fields)
         elif state.head:
             response.raw_content = b""
+        elif (partial.wants_range(state.client_conditionals) and not response.stream
+              and response.raw_content is not None):
+            body = response.raw_content
+            partial.apply(response, body, partial.plan_for(
+                state.client_conditionals, response, len(body)))
         serve.send_as_view(response, self.shared.send_views)
 
     @staticmethod
@@ -204,14 +257,15 @@ class Filler:
                                 state.request_time, now, config, complete=complete)
         if not decision.store or decision.meta is None:
             return None
-        kept = storable_headers(resp_headers, config.targeted_fields)
+        kept = storable_headers(resp_headers, config.targeted_fields, stripped_fields(config))
+        state.detail = override_detail(resp_headers, config)
         if length is None and response.status_code not in (204, 304):
             # The origin's framing (chunked, close) is hop-by-hop; a stored copy is sent whole.
             kept.append(("Content-Length", str(len(body))))
         return Entry(
             url=state.key, status=response.status_code, reason=response.data.reason,
             headers=encode_headers(kept), body=body, meta=decision.meta,
-            vary_values=vary_key(decision.meta.vary, request_headers),
+            vary_values=vary_key(decision.meta.vary, request_headers), tags=state.tags,
         )
 
     def _freshen(
@@ -225,19 +279,19 @@ class Filler:
         config = state.config or self.shared.settings.config
         merged = storable_headers(
             freshen_headers(stale.text_headers(), resp_headers, response_time=now, config=config),
-            config.targeted_fields)
+            config.targeted_fields, stripped_fields(config))
         decision = decide_store("GET", stale.status, decode_headers(flow.request.headers.fields),
                                 merged, state.request_time, now, config)
         meta: StoredMeta = decision.meta if decision.meta is not None else stale.meta
         entry = Entry(url=stale.url, status=stale.status, reason=stale.reason,
                       headers=encode_headers(merged), body=stale.body, meta=meta,
-                      vary_values=stale.vary_values)
+                      vary_values=stale.vary_values, tags=state.tags or stale.tags)
         expire = expire_of(entry, self.shared.settings.keep_stale)
         store = self.shared.store
         if not decision.store or expire is None or store is None:
             self._freshened(flow, state, entry, now, stored=False)
             return None
-        if len(entry.body) <= OFF_LOOP_BYTES:
+        if store.put_inline(entry):
             self._freshened(flow, state, entry, now, stored=store.put(entry, expire))
             return None
         return self._freshen_off_loop(flow, state, entry, expire, now)

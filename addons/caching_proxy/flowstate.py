@@ -58,6 +58,9 @@ class FlowState:
     stored: Entry | None = None
     fill: Fill | None = None
     marked: bool = False  # provisional X-Cache/Cache-Status added before the body was read
+    tags: tuple[str, ...] = ()  # the origin's cache tags, read before its tag fields are removed
+    # Cache-Status detail of a forwarded answer: a rule's bypass, override or min_uses count.
+    detail: str | None = None
 
 
 def state_of(flow: http.HTTPFlow) -> FlowState | None:

@@ -78,6 +78,7 @@ class Metrics:
             ["x_cache"], buckets=LATENCY_BUCKETS, registry=self.registry,
         )
         self.server: Any = None
+        self.admin_serves = False  # set by admin.Admin while it serves /metrics
 
     def configure(self, updated: set[str]) -> None:
         if "cache_metrics_port" not in updated:
@@ -94,7 +95,7 @@ class Metrics:
                 raise exceptions.OptionsError(f"cannot serve metrics on port {port}: {e}") from e
 
     def response(self, flow: http.HTTPFlow) -> None:
-        if self.server is not None and flow.response is not None:
+        if (self.server is not None or self.admin_serves) and flow.response is not None:
             self.latency.labels(flow.response.headers.get("x-cache", "none")).observe(
                 time.time() - flow.request.timestamp_start)
 

@@ -1,6 +1,7 @@
-"""The one-shot commands on a store: `--clear-cache`, `--purge`, `--purge-prefix`, `--list`,
-`--stats`. Each opens the store beside any running proxy (diskcache is safe for that), prints
-what it did (a table, or JSON with `--json`) and exits."""
+"""The one-shot commands on a store: `--clear-cache`, `--purge`, `--purge-prefix`,
+`--purge-tag` (each `--soft` too), `--list`, `--stats`. Each opens the store beside any
+running proxy (diskcache is safe for that), prints what it did (a table, or JSON with `--json`)
+and exits."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import sys
 import time
 from typing import Any
 
-from caching_proxy.purge import prefix_glob, remove
+from caching_proxy.keys import url_key
+from caching_proxy.purge import counted, prefix_glob, remove, remove_tags
 from caching_proxy.report import entry_rows, stats_of, table
 from caching_proxy.store import Store, open_store
 
@@ -44,6 +46,11 @@ def run(args: argparse.Namespace, path: str) -> int:
     return 0
 
 
+def url_or_none(target: str) -> str | None:
+    """The store key a URL target names (None for a /path)."""
+    return url_key(target) if "://" in target else None
+
+
 def carry_out(store: Store, args: argparse.Namespace, path: str) -> dict[str, Any]:
     result: dict[str, Any] = {"store": path}
     say = (lambda text: None) if args.json else print
@@ -51,16 +58,35 @@ def carry_out(store: Store, args: argparse.Namespace, path: str) -> dict[str, An
     for target in targets:
         if not target.startswith("/") and "://" not in target:
             raise ValueError(f"cannot purge {target!r}: give a URL or a /path")
+    soft = bool(args.soft)
+    done = "marked stale" if soft else "purged"
+    if soft and not (targets or args.purge_tag or args.clear_cache):
+        raise ValueError("--soft goes with --purge, --purge-prefix, --purge-tag or --clear-cache")
+    if soft:
+        result["soft"] = True
     if targets:
-        purged = {t: remove(store, t, origin=args.origin) for t in targets}
-        result["purged"] = purged
-        for target, count in purged.items():
-            say(f"caching-proxy: purged {count} responses for {target}")
+        removals = {t: remove(store, t, origin=args.origin, soft=soft) for t in targets}
+        result["purged"] = {t: r.count for t, r in removals.items()}
+        result["matched"] = {t: r.matched for t, r in removals.items()}
+        for target, r in removals.items():
+            also = "" if r.matched in (target, url_or_none(target)) else f" (matched {r.matched})"
+            say(f"caching-proxy: {done} {counted(r.count)} for {target}{also}")
+    if args.purge_tag:
+        tags = list(dict.fromkeys(args.purge_tag))
+        count = remove_tags(store, tags, soft)
+        result["purged_tags"] = {"tags": tags, "purged": count}
+        say(f"caching-proxy: {done} {counted(count)} tagged {' '.join(tags)}")
     if args.clear_cache:
-        removed = store.clear()
-        result["cleared"] = {"entries": removed.entries, "bytes": removed.bytes}
-        say(f"caching-proxy: cleared {removed.entries} entries ({human_size(removed.bytes)}) "
-            f"from {path}")
+        if soft:
+            count = store.soft_clear()
+            result["cleared"] = {"entries": count, "soft": True}
+            say(f"caching-proxy: marked {counted(count, 'response')} "
+                f"stale in {path}")
+        else:
+            removed = store.clear()
+            result["cleared"] = {"entries": removed.entries, "bytes": removed.bytes}
+            say(f"caching-proxy: cleared {removed.entries} entries "
+                f"({human_size(removed.bytes)}) from {path}")
     if args.list:
         rows = entry_rows(store, time.time())
         result["entries"] = rows

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from mitmproxy.utils import human
 
 from caching_proxy.policy import CacheConfig, Rule, parse_use_stale
+from caching_proxy.policy.encoding import default_codings, parse_codings
 
 if TYPE_CHECKING:
     from mitmproxy.addonmanager import Loader
@@ -68,12 +69,63 @@ def object_size(text: str) -> str:
     return text
 
 
-def use_stale(text: str) -> str:
+def parse_timeout(text: str) -> float:
+    """Seconds above 0, up to 60; ValueError otherwise."""
     try:
-        parse_use_stale(text)
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 60:
+        raise ValueError(f"invalid seconds {text!r}: a number above 0, up to 60")
+    return value
+
+
+def store_timeout(options: Any) -> float:
+    try:
+        return parse_timeout(str(options.cache_store_timeout))
     except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return text
+        raise ValueError(f"cache_store_timeout: {e}") from None
+
+
+def size_or_zero(text: str) -> str:
+    if text.strip() == "0":
+        return text
+    return object_size(text)
+
+
+def memory_size(options: Any) -> int:
+    text = str(options.cache_memory_size).strip()
+    if text == "0":
+        return 0
+    size = human.parse_size(text)
+    if size is None or size <= 0:
+        raise ValueError("cache_memory_size must be 0 or a size such as 64m")
+    return size
+
+
+def checked_by(parse: Callable[[str], object]) -> Callable[[str], str]:
+    """A flag validator that keeps the text when `parse(text)` accepts it, and turns its
+    ValueError into the message argparse prints."""
+
+    def check(text: str) -> str:
+        try:
+            parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return text
+
+    return check
+
+
+def _parse_log_format(text: str) -> object:
+    from caching_proxy.log_formats import parse_format
+
+    return parse_format(text)
+
+
+encodings = checked_by(parse_codings)
+log_format = checked_by(_parse_log_format)
+use_stale = checked_by(parse_use_stale)
 
 
 def store_url(text: str) -> str:
@@ -92,6 +144,43 @@ def store_url(text: str) -> str:
     return text
 
 
+# File descriptors kept out of --max-connections' automatic bound: store files, logs, listeners.
+FD_RESERVE = 128
+
+
+def auto_max_connections() -> int:
+    """The automatic bound on client connections: half of what the soft RLIMIT_NOFILE leaves
+    after FD_RESERVE, since each client connection may hold an origin connection too."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY:
+            soft = 1 << 20
+    except (ImportError, OSError, ValueError):  # no such limit here (Windows)
+        soft = 1024
+    return max(1, (soft - FD_RESERVE) // 2)
+
+
+def max_connections_of(value: str) -> int:
+    """The bound an option value means: `auto`, or a whole number (0: no bound)."""
+    if value.strip().lower() == "auto":
+        return auto_max_connections()
+    number = int(value)
+    if number < 0:
+        raise ValueError("must not be negative")
+    return number
+
+
+def connection_limit(text: str) -> str:
+    try:
+        max_connections_of(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid connection count {text!r}: auto or a whole number >= 0") from None
+    return text
+
+
 @dataclass(frozen=True)
 class Flag:
     """A command-line flag. `help` may contain `{default}`, replaced by the default of the option
@@ -105,6 +194,7 @@ class Flag:
     switch: bool = False  # takes no value; given, it sets its option to `sets`
     sets: Any = None
     repeat: bool = False  # may be given several times; the values make a list
+    many: bool = False  # with repeat: each time takes one or more values (FLAG A B C)
     default: Any = None  # the parsed value when not given (None: the option's default applies)
     dest: str | None = None  # argparse attribute, when not the config key
     in_config: bool = True  # False: meaningless as a lasting setting in a config file
@@ -141,6 +231,13 @@ CACHE_OPTIONS: tuple[Option, ...] = (
                     "proxy given the same URL, e.g. redis://127.0.0.1:6379/0 (see README for "
                     "maxmemory-policy); the one-shot commands below work on it too",
                     metavar="URL", parse=store_url),)),
+    Option("cache_store_timeout", str, "0.25",
+           "Seconds a request waits for a network store (Redis) before it passes through to the "
+           "origin; its reads and writes never hold up the event loop longer.", (
+               Flag("--store-timeout", "how long a request waits for the Redis store before it "
+                    "passes through to the origin (default: {default}); lookups and writes run "
+                    "off the event loop, so other requests and memory-tier hits go on",
+                    metavar="SECONDS", parse=checked_by(parse_timeout)),)),
     Option("cache_size", str, "1g",
            "Upper bound of the store on disk (e.g. 500m, 1g); least recently used entries are "
            "evicted past it.", (
@@ -153,6 +250,14 @@ CACHE_OPTIONS: tuple[Option, ...] = (
                Flag("--default-ttl", "freshness lifetime of a response that states none "
                     "(default: {default}); 0 = never reuse such a response without asking the "
                     "origin", metavar="SECONDS", parse=seconds),)),
+    Option("cache_memory_size", str, "64m",
+           "Bytes of hot responses kept in this process in front of the store (a memory tier, "
+           "coherent with every change to the store on this machine); 0: off. diskcache "
+           "stores only for now.", (
+               Flag("--memory-size", "keep up to SIZE of hot responses in each proxy process, in "
+                    "front of the store, e.g. 64m (default: {default}; 0 = off); changes to the "
+                    "store by any process on this machine are seen at once", metavar="SIZE",
+                    parse=size_or_zero),)),
     Option("cache_max_object_size", str, "64m",
            "Largest response stored (e.g. 64m); larger ones, or ones of unknown length that grow "
            "past it, are streamed to the client and not stored (sets mitmproxy's "
@@ -197,23 +302,106 @@ CACHE_OPTIONS: tuple[Option, ...] = (
                Flag("--response-timeout", "time for a whole origin response, body included; "
                     "past it the exchange is cut (default: {default} = no limit)",
                     metavar="SECONDS", parse=seconds),)),
+    Option("cache_header_timeout", int, 60,
+           "Seconds for the whole request head of a client request to arrive, from the "
+           "connection's start or the head's first byte (nginx client_header_timeout); past it "
+           "the client gets 408 Request Timeout (over TLS: the connection is closed) and the "
+           "connection is closed. 0: none.", (
+               Flag("--header-timeout", "time for a client's whole request head to arrive, "
+                    "from its first byte (a new connection: from accepting it); past it 408 and "
+                    "close, as nginx client_header_timeout (default: {default}; 0 = none)",
+                    metavar="SECONDS", parse=seconds),)),
+    Option("cache_keepalive_timeout", int, 75,
+           "Seconds an idle kept-alive client connection (no request in progress, the last "
+           "response sent) is kept open (nginx keepalive_timeout). 0: none.", (
+               Flag("--keepalive-timeout", "close a kept-alive client connection idle this long, "
+                    "as nginx keepalive_timeout (default: {default}; 0 = none)",
+                    metavar="SECONDS", parse=seconds),)),
+    Option("cache_max_connections", str, "auto",
+           "Most client connections held at once; past it new ones are closed at once, while "
+           "those held keep being served. auto: (the soft RLIMIT_NOFILE - "
+           f"{FD_RESERVE}) / 2, leaving a descriptor per client for its origin connection and "
+           f"{FD_RESERVE} for the store and the rest; 0: no bound.", (
+               Flag("--max-connections", "most client connections held at once; past it new "
+                    "ones are closed at once (default: {default}: (the soft file-descriptor "
+                    f"limit - {FD_RESERVE}) / 2, here {auto_max_connections()}; 0 = no bound)",
+                    metavar="N", parse=connection_limit),)),
+    Option("cache_tls_cert", str, "",
+           "PEM file of the certificate (chain, leaf first) served to clients: HTTPS on the "
+           "listening port, HTTP/2 by ALPN (mitmproxy's http2), HTTP/1.1 otherwise; needs "
+           "cache_tls_key. Sets mitmproxy's certs.", (
+               Flag("--tls-cert", "serve HTTPS with this PEM certificate (chain, leaf first), "
+                    "HTTP/2 by ALPN, HTTP/1.1 otherwise; needs --tls-key", metavar="FILE"),)),
+    Option("cache_tls_key", str, "",
+           "PEM file of the private key (unencrypted) of cache_tls_cert.", (
+               Flag("--tls-key", "the unencrypted PEM private key of --tls-cert",
+                    metavar="FILE"),)),
     Option("cache_access_log", str, "text",
-           "Access log on standard output, one line per request: text, json, or off (--quiet).", (
+           "Access log, one line per request: text, json, combined (NCSA combined followed by "
+           "X-Cache and the quoted Cache-Status), a template of Apache/varnishncsa "
+           "%-directives (%h %l %u %t %r %s %b %B %D %T %m %U %q %H %{Name}i %{Name}o %%), "
+           "or off (--quiet).", (
                # --quiet first: it wins over --log-format, wherever each was given.
                Flag("--quiet", "no access log (by default one line per request on standard "
                     "output)", switch=True, sets="off"),
-               Flag("--log-format", "access log lines as text (default) or as JSON objects",
-                    choices=("text", "json")))),
+               Flag("--log-format", "access log lines: text, json, combined (NCSA combined "
+                    "plus X-Cache and Cache-Status, as nginx and varnishncsa log them) or a "
+                    "template of Apache-style directives, e.g. '%h %t \"%r\" %s %b "
+                    "%{{X-Cache}}o %D' (default: {default})", metavar="FORMAT",
+                    parse=log_format))),
+    Option("cache_access_log_file", str, "",
+           "File the access log is appended to (empty: standard output); reopened on SIGUSR1, "
+           "for logrotate.", (
+               Flag("--access-log", "append the access log to FILE instead of standard output; "
+                    "SIGUSR1 reopens it (logrotate's postrotate, as nginx)", metavar="FILE"),)),
     Option("cache_metrics_port", int, 0,
            "Serve Prometheus metrics on http://127.0.0.1:PORT/metrics (0: off).", (
                Flag("--metrics-port", "serve Prometheus metrics on http://127.0.0.1:PORT/metrics "
                     "(default: off)", metavar="PORT", parse=port_number),)),
+    Option("cache_encodings", str, ",".join(default_codings()),
+           "Content codings Accept-Encoding is normalized to before it is keyed and forwarded: "
+           "the first the client accepts, else none (as Fastly does); comma separated, from br, "
+           "gzip, zstd; off: sent as the client wrote it.", (
+               Flag("--encodings", "normalize Accept-Encoding to the first of these codings the "
+                    "client accepts, else none, so that Vary: Accept-Encoding makes at most that "
+                    "many variants plus one; clients that accept none get a stored variant "
+                    "decoded (default: {default}; off = as sent)", metavar="LIST",
+                    parse=encodings),)),
+    Option("cache_compress", bool, False,
+           "Compress responses the origin sent uncompressed (text, JSON, JavaScript, XML, SVG) "
+           "once, when they are stored, with the coding the request accepts.", (
+               Flag("--compress", "compress text, JSON, JavaScript, XML and SVG responses the "
+                    "origin sent uncompressed, once, when they are stored (nginx's gzip "
+                    "module does it per response; default: off)", switch=True, sets=True),)),
+    Option("cache_tag_headers", str, "Surrogate-Key,Cache-Tag",
+           "Response fields whose values are cache tags (Fastly's Surrogate-Key, separated by "
+           "spaces; Cloudflare's Cache-Tag, by commas), comma separated; tags are stored with "
+           "the response for purging by tag. Empty: no tags.", (
+               Flag("--tag-header", "a response field that carries cache tags, to purge by; "
+                    "repeatable (default: {default})", metavar="NAME", repeat=True),)),
+    Option("cache_keep_tag_header", bool, False,
+           "Send the tag fields on to clients (by default they are removed, as Fastly does).", (
+               Flag("--keep-tag-header", "send the tag fields on to clients (by default the "
+                    "cache removes them, as Fastly does)", switch=True, sets=True),)),
+    Option("cache_admin_port", int, 0,
+           "Serve the admin API (JSON: /stats, /entries, /purge, /clear, /metrics) on "
+           "cache_admin_host:PORT (0: off).", (
+               Flag("--admin-port", "serve the admin API (JSON stats, entries, purge, clear, "
+                    "metrics; see README) on PORT (default: off)", metavar="PORT",
+                    parse=port_number),)),
+    Option("cache_admin_host", str, "127.0.0.1",
+           "Address of the admin API; other than loopback only with cache_purge_secret, which "
+           "requests then send as a bearer token.", (
+               Flag("--admin-host", "address of the admin API (default: {default}); any other "
+                    "than loopback needs --purge-secret, sent as Authorization: Bearer SECRET",
+                    metavar="ADDRESS"),)),
     Option("cache_purge_secret", str, "",
-           "When set, PURGE requests must carry it in X-Purge-Secret (from any address); when "
-           "empty, PURGE is allowed from loopback only.", (
+           "When set, PURGE requests must carry it in X-Purge-Secret (from any address), and "
+           "admin API requests as Authorization: Bearer; when empty, both answer loopback only.", (
                Flag("--purge-secret", "allow PURGE requests from any address that send this "
-                    "secret in X-Purge-Secret, and only those (default: PURGE from loopback "
-                    "only)", metavar="SECRET"),)),
+                    "secret in X-Purge-Secret, and only those; the admin API then requires it "
+                    "as a bearer token (default: PURGE and admin API from loopback only)",
+                    metavar="SECRET"),)),
     # Without flags: set with --set, an [options] table or config.yaml.
     Option("cache_lru_interval", int, 300,
            "Seconds within which repeated use of an entry counts once for least-recently-used "
@@ -231,7 +419,8 @@ CACHE_OPTIONS: tuple[Option, ...] = (
            "precedence first, comma separated."),
     Option("cache_config", str, "",
            "TOML file of per-path rules ([[rule]]: match, ttl, default_ttl, never_cache, "
-           "ignore_query, key_headers); see README."),
+           "ignore_query, key_headers, status, ignore, min_uses, bypass_header, "
+           "bypass_cookie); see README."),
     Option("cache_keep_stale", int, 86400,
            "Seconds a stale response is kept past its freshness: to be revalidated with a "
            "conditional request instead of fetched again, or served where max-stale or "
@@ -264,7 +453,10 @@ def options_given(args: argparse.Namespace) -> dict[str, Any]:
             if flag.switch and value:
                 given[option.name] = flag.sets
                 break
-            if not flag.switch and value is not None:
+            if flag.repeat and value:  # a list option kept as one comma-separated string
+                given[option.name] = ",".join(value)
+                break
+            if not flag.switch and not flag.repeat and value is not None:
                 given[option.name] = value
                 break
     return given

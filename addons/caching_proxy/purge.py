@@ -1,7 +1,9 @@
 """PURGE: remove stored responses over HTTP, for the operator only; never forwarded to the origin.
 
 `PURGE /path` removes that URL with all its Vary variants; a path with `*` is a glob over the
-paths stored for the origin (`PURGE /api/*`). Allowed from loopback peers, or, when
+paths stored for the origin (`PURGE /api/*`); with `Surrogate-Key: a b` it removes the responses
+tagged a or b instead, whatever the path (Fastly's purge by surrogate key), and with
+`Fastly-Soft-Purge: 1` it marks them stale instead of removing them. Allowed from loopback peers, or, when
 `cache_purge_secret` is set, only with that secret in `X-Purge-Secret` (nginx's ngx_cache_purge
 and Varnish's usual VCL both restrict PURGE by client address; the secret covers proxies placed
 behind a load balancer, where every peer is the balancer).
@@ -14,18 +16,24 @@ import hmac
 import ipaddress
 import json
 import logging
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from mitmproxy import http
 
 from caching_proxy.addon import CacheAddon
 from caching_proxy.keys import origin_of, request_key, target_of, url_key
+from caching_proxy.policy.tags import parse_tags
 from caching_proxy.store import Store
 from caching_proxy.store.guarded import STORE_ERRORS
+from caching_proxy.store.layout import tag_group
 
 log = logging.getLogger(__name__)
 
 SECRET_FIELD = "X-Purge-Secret"
+# Fastly's: a PURGE with Surrogate-Key purges those tags; Fastly-Soft-Purge: 1 marks stale.
+TAGS_FIELD = "Surrogate-Key"
+SOFT_FIELD = "Fastly-Soft-Purge"
 
 
 def is_loopback(peer_host: str) -> bool:
@@ -54,22 +62,63 @@ def key_of(url: str) -> str:
     return key
 
 
-def remove(store: Store, target: str, origin: str | None = None) -> int:
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """What a purge did: how many responses it removed (soft: marked stale), and what the
+    target was matched as."""
+
+    count: int
+    matched: str
+
+
+def counted(count: int, noun: str = "response", plural: str = "") -> str:
+    """`1 response`, `2 responses`."""
+    return f"{count} {noun}" if count == 1 else f"{count} {plural or noun + 's'}"
+
+
+def remove(store: Store, target: str, origin: str | None = None, soft: bool = False) -> Removal:
     """Remove the stored responses (every Vary variant) of `target`: a URL, or a /path of
     `origin`'s (of every origin in the store when None). A `*` makes the path a glob (fnmatch:
-    `*`, `?`, `[...]`). How many responses were removed."""
+    `*`, `?`, `[...]`). A URL whose origin has nothing stored there (the proxy's own address,
+    as copied from a browser) is matched by its path and query instead. `soft` marks the
+    responses stale instead of removing them."""
+    given = None if origin is None else origin_of(key_of(origin + "/"))
     if target.startswith("/"):
-        path, origins = target, None if origin is None else origin_of(key_of(origin + "/"))
-    else:
-        key = key_of(target)
-        path, origins = target_of(key), origin_of(key)
+        return _remove_path(store, target, given, soft)
+    key = key_of(target)
+    path, origins = target_of(key), origin_of(key)
     if "*" not in path:
-        if origins is not None:
-            return store.delete_url(origins + path)
-        return store.delete_matching(lambda key: target_of(key) == path)
-    return store.delete_matching(
-        lambda key: (origins is None or origin_of(key) == origins)
-        and fnmatchcase(target_of(key), path))
+        if store.has_url(key):
+            return Removal(store.delete_url(key, soft), key)
+    elif any(origin_of(k) == origins for k in store.response_keys()):
+        return _remove_path(store, path, origins, soft)
+    return _remove_path(store, path, given, soft)
+
+
+def _remove_path(store: Store, path: str, origins: str | None, soft: bool) -> Removal:
+    seen: set[str] = set()
+
+    def matches(key: str) -> bool:
+        hit = (origins is None or origin_of(key) == origins) and (
+            fnmatchcase(target_of(key), path) if "*" in path else target_of(key) == path)
+        if hit:
+            seen.add(origin_of(key))
+        return hit
+
+    if "*" not in path and origins is not None:
+        key = origins + path
+        return Removal(store.delete_url(key, soft), key)
+    count = store.delete_matching(matches, soft)
+    where = ", ".join(sorted(seen)) if seen else (origins or "any stored origin")
+    return Removal(count, f"{path} at {where}")
+
+
+def remove_tags(store: Store, tags: list[str], soft: bool = False) -> int:
+    """Remove (`soft`: mark stale) the stored responses tagged with any of `tags`; how many.
+    ValueError for a tag that cannot be one (before anything is removed)."""
+    for tag in tags:
+        tag_group(tag)
+    return sum(store.purge_tag(tag, soft) for tag in tags)
 
 
 def prefix_glob(prefix: str) -> str:
@@ -95,10 +144,20 @@ class Purge:
             return
         # Every branch answers: a PURGE is never forwarded, whatever happens to the store.
         request = flow.request
+        soft = request.headers.get(SOFT_FIELD, "").strip() == "1"
+        tags = parse_tags(",".join(request.headers.get_all(TAGS_FIELD)))
         try:
             store = self.cache.store
-            key = request_key(request, request.data.path.decode("latin-1"))
-            removed = remove(store, key) if store is not None else 0
+            if store is None:
+                removed = 0
+            elif tags:
+                removed = remove_tags(store, tags, soft)
+            else:
+                key = request_key(request, request.data.path.decode("latin-1"))
+                removed = remove(store, key, soft=soft).count
+        except ValueError as e:  # a tag that cannot be one
+            flow.response = answer(400, f"400 {e}\n".encode())
+            return
         except STORE_ERRORS as e:
             flow.response = answer(503, f"503 cache store unavailable: {e}\n".encode())
             return
@@ -106,7 +165,11 @@ class Purge:
             log.warning(f"caching-proxy: PURGE {request.path} failed: {e!r}")
             flow.response = answer(500, f"500 purge failed: {e}\n".encode())
             return
-        body = json.dumps({"purged": removed, "path": flow.request.path}) + "\n"
+        result: dict[str, object] = {"purged": removed}
+        result.update({"tags": tags} if tags else {"path": flow.request.path})
+        if soft:
+            result["soft"] = True
+        body = json.dumps(result) + "\n"
         # 404 when nothing was stored, as ngx_cache_purge answers.
         flow.response = answer(200 if removed else 404, body.encode(), "application/json")
 

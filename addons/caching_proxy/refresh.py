@@ -47,6 +47,17 @@ def _tls_context() -> ssl.SSLContext:
     )
 
 
+class _FinalResponse(httpclient.HTTPResponse):
+    """http.client skips only a 100 Continue before the final head; this skips every interim
+    1xx (a 103 Early Hints is not the answer to a refresh), as the proxy itself does."""
+
+    def _read_status(self) -> tuple[str, int, str]:
+        version, status, reason = super()._read_status()  # type: ignore[misc]
+        # begin() skips the head of a 100 and reads the next one.
+        interim = 100 <= status < 200 and status != 101
+        return version, httpclient.CONTINUE if interim else status, reason
+
+
 def fetch(request: http.Request, timeout: float, max_size: int,
           context: ssl.SSLContext | None) -> http.Response | None:
     """GET `request` from its origin; None when the body exceeds max_size (not to be stored)."""
@@ -56,6 +67,7 @@ def fetch(request: http.Request, timeout: float, max_size: int,
                                            context=context)
     else:
         conn = httpclient.HTTPConnection(request.host, request.port, timeout=timeout)
+    conn.response_class = _FinalResponse
     try:
         started = time.time()
         conn.putrequest("GET", request.path, skip_host=True, skip_accept_encoding=True)

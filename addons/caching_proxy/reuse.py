@@ -10,7 +10,7 @@ from collections.abc import Awaitable
 
 from mitmproxy import http
 
-from caching_proxy import serve
+from caching_proxy import codings, serve
 from caching_proxy.coalescing import Coalescer
 from caching_proxy.entry import Entry, decode_headers
 from caching_proxy.flowstate import META_KEY, FlowState, Phase
@@ -23,7 +23,9 @@ from caching_proxy.policy import (
     evaluate,
     find_rule,
     key_target,
+    override_detail,
     parse_request_directives,
+    rule_bypass,
     rule_config,
 )
 from caching_proxy.refresh import Refresher
@@ -47,11 +49,14 @@ class Reuse:
         target = request.data.path.decode("latin-1")
         state = FlowState(key=request_key(request, target))
         flow.metadata[META_KEY] = state
-        headers = decode_headers(request.headers.fields)
         settings = self.shared.settings
+        coding = None
+        if settings.encodings and request.method in ("GET", "HEAD"):
+            coding = codings.normalize_request(request, settings.encodings)
+        headers = decode_headers(request.headers.fields)
         bypass = bypass_reason(request.method, headers, settings.config)
         if settings.rules and bypass is None:
-            bypass = self._apply_rule(state, request, target)
+            bypass = self._apply_rule(state, request, target, headers)
         if bypass is not None:
             state.outcome = "pass"
             state.fwd = "method" if bypass == "method" else "bypass"
@@ -60,9 +65,35 @@ class Reuse:
             state.directives = parse_request_directives(headers)
         try:
             entry = store.lookup(state.key, headers)
+            if (entry is None and coding is None and settings.encodings
+                    and self._decoded_hit(flow, state, headers)):
+                return None
         except EntryTooLarge:
             return self._decide_off_loop(flow, state, headers)
         return self._decide(flow, state, headers, entry)
+
+    def _decoded_hit(self, flow: http.HTTPFlow, state: FlowState, headers: Headers) -> bool:
+        """For a client that accepts no coding: answer from a fresh variant stored for one the
+        proxy can decode, decoded (Varnish's http_gzip_support), instead of asking the origin;
+        whether it did. A stale one is left to the normal path (revalidated whole)."""
+        store = self.shared.store
+        assert store is not None
+        for alternative in codings.identity_alternatives(headers, self.shared.settings.encodings):
+            try:
+                found = store.lookup(state.key, alternative)
+            except EntryTooLarge:
+                continue  # decoding it would stall the event loop: fetched as identity instead
+            if found is None or "accept-encoding" not in found.meta.vary:
+                continue
+            lookup = evaluate(state.directives, found.meta, self.shared.clock())
+            plain = codings.decoded(found) if lookup.action is Action.HIT else None
+            if plain is not None:
+                serve.answer(flow, state, plain, self.shared, age=lookup.age, outcome="hit",
+                             request_headers=headers,
+                             status=cache_status(CACHE_NAME, hit=True, ttl=lookup.ttl,
+                                                 detail="decoded"))
+                return True
+        return False
 
     async def _decide_off_loop(self, flow: http.HTTPFlow, state: FlowState,
                                headers: Headers) -> None:
@@ -80,7 +111,8 @@ class Reuse:
         if action is Action.HIT and entry is not None:
             serve.answer(flow, state, entry, self.shared, age=lookup.age, outcome="hit",
                          request_headers=headers,
-                         status=cache_status(CACHE_NAME, hit=True, ttl=lookup.ttl))
+                         status=cache_status(CACHE_NAME, hit=True, ttl=lookup.ttl,
+                                             detail=_overrode(state, entry)))
             return None
         if action is Action.STALE_WHILE_REVALIDATE and entry is not None:
             self.refresher.refresh(flow, state, entry, lookup.conditional_headers)
@@ -100,7 +132,9 @@ class Reuse:
             return None
         state.fwd = lookup.fwd or "uri-miss"
         store = self.shared.store
-        if state.fwd == "uri-miss" and store is not None and store.has_url(state.key):
+        if (state.fwd == "uri-miss" and store is not None and not store.remote
+                and store.has_url(state.key)):
+            # (Not asked of a network store on the loop: only Cache-Status's fwd= would differ.)
             state.fwd = "vary-miss"
         if state.directives.no_store:
             # Forwarded as the client sent it, and the answer is not stored (5.2.1.5).
@@ -142,20 +176,35 @@ class Reuse:
             return False
         serve.answer(flow, state, entry, self.shared, age=lookup.age, outcome="collapsed",
                      request_headers=headers,
-                     status=cache_status(CACHE_NAME, hit=True, ttl=lookup.ttl, collapsed=True))
+                     status=cache_status(CACHE_NAME, hit=True, ttl=lookup.ttl, collapsed=True,
+                                         detail=_overrode(state, entry)))
         return True
 
-    def _apply_rule(self, state: FlowState, request: http.Request, target: str) -> str | None:
+    def _apply_rule(self, state: FlowState, request: http.Request, target: str,
+                    headers: Headers) -> str | None:
         """Key and storing settings from the first config-file rule matching `target`; "rule"
-        when the rule keeps the path out of the cache."""
+        when the rule keeps the path out of the cache or the request carries its bypass header
+        or cookie (then passed: not looked up, and its answer not stored)."""
         settings = self.shared.settings
         rule = find_rule(settings.rules, target)
         if rule is None:
             return None
         if rule.never_cache:
             return "rule"
+        state.detail = rule_bypass(rule, headers)
+        if state.detail is not None:
+            return "rule"
         keyed = key_target(target, rule)
         if keyed != target:
             state.key = request_key(request, keyed)
         state.config = rule_config(settings.config, rule)
         return None
+
+
+def _overrode(state: FlowState, entry: Entry) -> str | None:
+    """What a rule's `ignore` overrode to store `entry`, for its hits' Cache-Status (read from
+    the stored fields only under such a rule: other hits parse nothing)."""
+    config = state.config
+    if config is None or not config.ignore:
+        return None
+    return override_detail(entry.text_headers(), config)

@@ -116,6 +116,7 @@ def run(
     setoptions: list[str],
     banner: bool = True,
     workers: int = 1,
+    verbose: bool = False,
 ) -> int:
     error_page.install()
 
@@ -123,6 +124,12 @@ def run(
         logging.getLogger().setLevel(logging.INFO)
         for noisy in ("tornado", "asyncio", "hpack"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+        # mitmproxy's connection handler logs every client and server connect and disconnect
+        # at INFO (most of the output, and a record per connection); the access log says what
+        # operators need. A logger level, so those records are not even made (mitmweb's event
+        # list too). `--verbose` keeps them.
+        logging.getLogger("mitmproxy.proxy.server").setLevel(
+            logging.INFO if verbose else logging.WARNING)
         opts = options.Options()
         m: master.Master
         if web:
@@ -133,7 +140,8 @@ def run(
             m = LeanMaster(opts)
         m.addons.add(*addons())
         line = (
-            f"caching-proxy: listening on http://{host}:{port}, origin {origin}, "
+            f"caching-proxy: listening on {'https' if cache_options.get('cache_tls_cert') else 'http'}"
+            f"://{host}:{port}, origin {origin}, "
             f"cache {cache_options.get('cache_store') or cache_options['cache_dir']}"
         )
         if web:

@@ -11,6 +11,8 @@ from mitmproxy.utils import human
 
 from caching_proxy import options as opts
 from caching_proxy.policy import CacheConfig, Rule, parse_use_stale
+from caching_proxy.policy.encoding import default_codings, parse_codings
+from caching_proxy.policy.tags import DEFAULT_TAG_FIELDS
 from caching_proxy.store.guarded import GuardedStore
 
 
@@ -25,6 +27,10 @@ class Settings:
     keep_stale: float = 86400.0
     max_object_size: int = 64 << 20
     refresh_timeout: float = 60.0  # a background refresh's bound (first-byte timeout, or 60 s)
+    tag_fields: tuple[str, ...] = DEFAULT_TAG_FIELDS
+    encodings: tuple[str, ...] = field(default_factory=default_codings)
+    compress: bool = False
+    keep_tag_fields: bool = False
 
     @classmethod
     def from_options(cls, options: Any) -> Settings:
@@ -37,6 +43,11 @@ class Settings:
             keep_stale=float(options.cache_keep_stale),
             max_object_size=human.parse_size(options.cache_max_object_size) or 0,
             refresh_timeout=float(options.cache_first_byte_timeout or 60),
+            tag_fields=tuple(name.strip() for name in options.cache_tag_headers.split(",")
+                             if name.strip()),
+            keep_tag_fields=bool(options.cache_keep_tag_header),
+            encodings=parse_codings(options.cache_encodings),
+            compress=bool(options.cache_compress),
         )
 
 

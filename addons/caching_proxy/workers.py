@@ -2,7 +2,8 @@
 
 The kernel spreads connections over the processes with SO_REUSEPORT, and diskcache is safe for
 several processes on one folder, so each worker is the ordinary single-process proxy; the parent
-only starts them, forwards SIGINT/SIGTERM and stops all when one exits.
+only starts them, forwards SIGINT/SIGTERM (and SIGUSR1, which reopens the access log) and
+stops all when one exits.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ def supervise(argv: list[str], count: int) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    if hasattr(signal, "SIGUSR1"):  # reopen the access log (logrotate): passed on, not a stop
+        signal.signal(signal.SIGUSR1, stop)
     pid, status = os.wait()
     code = os.waitstatus_to_exitcode(status)
     stop(signal.SIGTERM, None)

@@ -32,6 +32,7 @@ class Load:
     prefix: str
     keys: int = 0
     limit: int = 0
+    header: str = ""  # one "Name: value" sent with every request
 
 
 @dataclass(frozen=True)
@@ -72,10 +73,12 @@ def run(
         wrk = wrk_path()
         assert wrk is not None
         command = [wrk, "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
-                   "--timeout", "10s", "-s", str(WRK_LUA), url, "--", *args, str(threads)]
+                   "--timeout", "10s", "-s", str(WRK_LUA), url, "--", *args, str(threads),
+                   load.header]
     else:
         command = [sys.executable, "-m", "benchmark.loadgen", url, *args,
-                   "--seconds", str(seconds), "--connections", str(connections)]
+                   "--seconds", str(seconds), "--connections", str(connections),
+                   "--header", load.header]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True) as process:
         assert process.stdout is not None
@@ -150,11 +153,13 @@ async def connection(host: str, port: int, paths: Paths, stats: Stats, deadline:
                 reader, writer = await asyncio.open_connection(host, port)
             assert reader is not None
             start = time.perf_counter()
-            writer.write(f"GET {paths.next()} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+            extra = f"{paths.load.header}\r\n" if paths.load.header else ""
+            writer.write(
+                f"GET {paths.next()} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}\r\n".encode())
             status, hit, close = await read_response(reader)
             stats.latencies.append(time.perf_counter() - start)
             stats.hits += hit
-            stats.non200 += status != 200
+            stats.non200 += status not in (200, 206)
         except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
             stats.errors += 1
             close = True
@@ -193,8 +198,9 @@ def main() -> None:
     parser.add_argument("limit", type=int)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--header", default="")
     a = parser.parse_args()
-    load = Load(a.mode, a.prefix, a.keys, a.limit)
+    load = Load(a.mode, a.prefix, a.keys, a.limit, a.header)
     print(json.dumps(asyncio.run(generate(a.url, load, a.seconds, a.connections))))
 
 

@@ -4,6 +4,9 @@ Routes (any suffix after the prefix, so every URL is distinct for the cache):
   /b1k/...      1 KiB body,  Cache-Control: max-age=86400
   /b44k/...     44 KiB body, Cache-Control: max-age=86400
   /nostore/...  1 KiB body,  Cache-Control: no-store
+  /t1k/...      1 KiB body,  Cache-Control: max-age=86400, Surrogate-Key: bench products
+  /b10m/...     10 MiB body, Cache-Control: max-age=86400 (ranges are cut from it)
+  /gz1k/...     a 1 KiB text gzip-encoded, Vary: Accept-Encoding (to every client: decoding rows)
 
 Run the fallback by hand with `python -m benchmark.origin --port 8080`.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import shutil
 import time
 from email.utils import formatdate
@@ -19,11 +23,20 @@ from pathlib import Path
 
 SMALL = 1024
 LARGE = 44 * 1024
+TAGS = "bench products"
+HUGE = 10 << 20
 ROUTES: dict[str, tuple[int, str]] = {
     "/b1k/": (SMALL, "max-age=86400"),
     "/b44k/": (LARGE, "max-age=86400"),
     "/nostore/": (SMALL, "no-store"),
+    "/t1k/": (SMALL, "max-age=86400"),
+    "/b10m/": (HUGE, "max-age=86400"),
 }
+EXTRA = {"/t1k/": f"Surrogate-Key: {TAGS}\r\n"}
+
+
+def gzipped_text() -> bytes:
+    return gzip.compress(b"caching-proxy benchmark text. " * 34, 6, mtime=0)
 
 NGINX_CONF = """\
 worker_processes 1;
@@ -42,6 +55,12 @@ http {{
         location /b1k/ {{ add_header Cache-Control "max-age=86400"; try_files /1k.bin =404; }}
         location /b44k/ {{ add_header Cache-Control "max-age=86400"; try_files /44k.bin =404; }}
         location /nostore/ {{ add_header Cache-Control "no-store"; try_files /1k.bin =404; }}
+        location /b10m/ {{ add_header Cache-Control "max-age=86400"; try_files /10m.bin =404; }}
+        location /gz1k/ {{ default_type text/plain; add_header Cache-Control "max-age=86400";
+                          add_header Vary "Accept-Encoding"; add_header Content-Encoding gzip;
+                          try_files /1k.txt.gz =404; }}
+        location /t1k/ {{ add_header Cache-Control "max-age=86400";
+                         add_header Surrogate-Key "{tags}"; try_files /1k.bin =404; }}
     }}
 }}
 """
@@ -62,8 +81,10 @@ def nginx_command(prefix: Path, port: int) -> list[str] | None:
     www.mkdir(parents=True)
     (www / "1k.bin").write_bytes(body(SMALL))
     (www / "44k.bin").write_bytes(body(LARGE))
+    (www / "10m.bin").write_bytes(body(HUGE))
+    (www / "1k.txt.gz").write_bytes(gzipped_text())
     conf = prefix / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(prefix=prefix, port=port))
+    conf.write_text(NGINX_CONF.format(prefix=prefix, port=port, tags=TAGS))
     return [nginx, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf),
             "-g", "daemon off;"]
 
@@ -75,10 +96,16 @@ class Handler:
         self.responses = {
             prefix: (
                 f"Content-Type: application/octet-stream\r\nContent-Length: {size}\r\n"
-                f"Cache-Control: {cache_control}\r\n\r\n".encode() + body(size)
+                f"Cache-Control: {cache_control}\r\n{EXTRA.get(prefix, '')}\r\n".encode()
+                + body(size)
             )
             for prefix, (size, cache_control) in ROUTES.items()
         }
+        packed = gzipped_text()
+        self.responses["/gz1k/"] = (
+            f"Content-Type: text/plain\r\nContent-Length: {len(packed)}\r\n"
+            "Cache-Control: max-age=86400\r\nVary: Accept-Encoding\r\n"
+            "Content-Encoding: gzip\r\n\r\n".encode() + packed)
         self._second = 0
         self._head = b""
 

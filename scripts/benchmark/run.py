@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmark import loadgen, origin, servers
+from benchmark import loadgen, origin, servers, tag_purge
 from benchmark.loadgen import Load, Result
 
 SCRIPTS = Path(__file__).resolve().parent.parent
@@ -32,6 +32,7 @@ BIN = Path(sys.executable).parent
 SMALL_KEYS = 10  # entries in the small stores
 NOT_CACHES = frozenset({"origin", "mitmdump"})  # no X-Cache header: no HIT % to show
 WARM_UP = 1_000  # misses before the RSS baseline of the large-store proxy
+TAG_PURGE = "tagpurge"  # --only key of the tag purge measurement (benchmark/tag_purge.py)
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,17 @@ def rows(entries: int) -> list[Row]:
             "44 KB"),
         Row("hit1k", f"caching-proxy hit, {SMALL_KEYS} entries", "proxy",
             Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
+        Row("hitnomem", f"caching-proxy hit, {SMALL_KEYS} entries, --memory-size 0",
+            "proxy-nomem", Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
+        Row("hittagged", f"caching-proxy hit, {SMALL_KEYS} tagged entries (Surrogate-Key)",
+            "proxy", Load("random", "/t1k/h", SMALL_KEYS), "1 KB"),
         Row("hit44k", "caching-proxy hit, 1 URL", "proxy", Load("fixed", "/b44k/x"), "44 KB"),
+        Row("range10m", "caching-proxy 206: 64 KiB range of a stored 10 MiB object", "proxy",
+            Load("fixed", "/b10m/x", header="Range: bytes=5242880-5308415"), "64 KB"),
+        Row("hitgzip", "caching-proxy hit, gzip variant to a gzip client", "proxy",
+            Load("fixed", "/gz1k/x", header="Accept-Encoding: gzip"), "1 KB"),
+        Row("hitdecoded", "caching-proxy hit, gzip variant decoded for an identity client",
+            "proxy", Load("fixed", "/gz1k/x"), "1 KB"),
         Row("hitfull", f"caching-proxy hit, {entries:,} entries", "proxy-full",
             Load("random", "/b1k/f", entries), "1 KB"),
         # The same large store, read on 10 of its entries: tells the store's size apart from
@@ -175,6 +186,7 @@ def server_commands(
         "proxy": (proxy("proxy"), {}),
         "proxy-full": (proxy("full"), {}),
         "proxy-miss": (proxy("miss"), {}),
+        "proxy-nomem": (proxy("nomem", "--memory-size", "0"), {}),
         "flask-dev": ([sys.executable, "-m", "benchmark.naive_flask", "--port", "{port}"], naive),
         "flask-gunicorn": ([str(BIN / "gunicorn"), "-w", "2", "-b", "127.0.0.1:{port}",
                             "--pythonpath", str(SCRIPTS), "benchmark.naive_flask:app"], naive),
@@ -248,14 +260,19 @@ def start_all(
 
 def prefill(started: dict[str, servers.Server], notes: list[str]) -> None:
     """Stores the small sets; a second request for one URL must then be a HIT."""
-    paths = [f"/b1k/h{i}" for i in range(SMALL_KEYS)] + ["/b44k/x"]
-    for name in ("proxy", "proxy-workers2", "proxy-redis", "proxy-redis2", "base-proxy",
-                 "flask-dev", "flask-gunicorn"):
+    paths = [f"/b1k/h{i}" for i in range(SMALL_KEYS)] + ["/b44k/x"] + [
+        f"/t1k/h{i}" for i in range(SMALL_KEYS)]
+    for name in ("proxy", "proxy-nomem", "proxy-workers2", "proxy-redis", "proxy-redis2",
+                 "base-proxy", "flask-dev", "flask-gunicorn"):
         server = started.get(name)
         if server is None:
             continue
         # gunicorn's workers each keep their own dict: ask often enough to reach both.
         answers = [servers.get(server.port, path) for _ in range(4) for path in paths]
+        if name == "proxy":  # the range and decoding rows' objects
+            for _ in range(2):
+                servers.get(server.port, "/b10m/x")
+                servers.get(server.port, "/gz1k/x", {"Accept-Encoding": "gzip"})
         if name.startswith("proxy"):
             first, again = answers[0], answers[len(paths)]
             notes.append(f"{name}: GET /b1k/h0 answered {first[0]} X-Cache: {first[1] or '-'}, "
@@ -375,6 +392,12 @@ def targets(by_target: dict[str, float], growth: dict[str, float], entries: int)
         check("miss (new URL) >= 0.9x plain mitmdump", r("miss", "mitmdump1k"), 0.9, True),
         check("miss (no-store) >= 0.9x plain mitmdump", r("nostore", "mitmdump1k"), 0.9, True),
         check("hit with many entries >= 0.9x hit with 10", r("hitfull", "hit1k"), 0.9, True),
+        check("hit with tags stored >= 0.95x untagged", r("hittagged", "hit1k"), 0.95, True),
+        check("memory tier on >= 1.15x off", r("hit1k", "hitnomem"), 1.15, True),
+        check("hits decoded for identity clients vs plain gzip hits (no target)",
+              r("hitdecoded", "hitgzip"), 0.0, True),
+        check("Redis-store hits (memory tier) >= 0.9x diskcache-store hits",
+              r("redis1", "hit1k"), 0.9, True),
         check(f"RSS growth over {entries:,} requests that store (misses) < 10%",
               growth.get("fill"), 10.0, False, "%"),
         check(f"RSS growth over {entries:,} later requests (hits) < 10%",
@@ -412,7 +435,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "or main), in the same rounds, and check this checkout against it")
     p.add_argument("--only", metavar="ROWS",
                    help="measure only these rows, comma separated (keys: " + ", ".join(
-                       r.key for r in rows(0)) + "); the servers they need are started")
+                       r.key for r in rows(0)) + f", {TAG_PURGE}); the servers they need are "
+                   "started")
     p.add_argument("--keep", action="store_true",
                    help="keep the work folder (stores, server logs) and print its path")
     args = p.parse_args(argv)
@@ -443,10 +467,12 @@ def main(argv: list[str] | None = None) -> int:
         lines = header(settings, origin_kind)
         progress("\n".join(lines))
         only = set(args.only.split(",")) if args.only else None
-        unknown = sorted((only or set()) - {r.key for r in rows(0)})
+        unknown = sorted((only or set()) - {r.key for r in rows(0)} - {TAG_PURGE})
         if unknown:
             raise RuntimeError(f"unknown rows in --only: {', '.join(unknown)}")
         wanted = None if only is None else {r.target for r in rows(0) if r.key in only}
+        if only is not None and TAG_PURGE in only:
+            wanted = (wanted or set()) | {"redis"}
         base = base_checkout(work, args.compare) if args.compare else None
         if base is not None:
             notes.append(f"previous checkout: {args.compare} = " + command_output(
@@ -486,6 +512,15 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(f"hit walk over the {settings.entries:,} stored URLs: {describe(walk)}")
             notes.append("RSS of the proxy with the large store: " + "; ".join(
                 f"{stage} {value}" for stage, value in memory.items()))
+        if "proxy" in started and any(m.row.key == "range10m" and m.results for m in measured):
+            notes.append(f"RSS of the proxy (hit, range and decoding rows) after the rounds, "
+                         f"32 clients reading 64 KiB ranges of a 10 MiB object among them: "
+                         f"{started['proxy'].memory()}")
+        purges: list[str] = []
+        if only is None or TAG_PURGE in only:
+            progress(f"tag purge: filling stores of 1,000 and {settings.entries:,} entries")
+            purges = ["", *tag_purge.run(work, settings.entries, redis_url)]
+            progress("\n".join(purges))
         rates = {m.row.key: m.rate for m in measured}
         if rates.get("hitfull10") and rates.get("hit1k") and rates.get("hitfull"):
             notes.append(
@@ -494,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"store; reads spread over all {settings.entries:,} answer "
                 f"{rates['hitfull'] / rates['hitfull10']:.3f}x those {SMALL_KEYS}")
         print("\n".join([*lines, "", *table(measured), "",
-                         *targets(rates, growth, settings.entries), "",
+                         *targets(rates, growth, settings.entries), *purges, "",
                          *(f"- {note}" for note in notes)]))
     except KeyboardInterrupt:
         print("scripts/bench: interrupted", file=sys.stderr)

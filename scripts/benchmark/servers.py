@@ -19,11 +19,11 @@ def free_port() -> int:
         return port
 
 
-def get(port: int, path: str) -> tuple[int, str]:
+def get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
     """One GET: (status, X-Cache header or '')."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers=headers or {})
         response = conn.getresponse()
         response.read()
         return response.status, response.getheader("X-Cache", "")

@@ -1,5 +1,6 @@
 -- Request pattern and result summary for scripts/bench (driven by benchmark/loadgen.py).
--- Arguments (after `--`): MODE PREFIX KEYS LIMIT THREADS
+-- Arguments (after `--`): MODE PREFIX KEYS LIMIT THREADS [HEADER]
+--   HEADER  one request header "Name: value" sent with every request (e.g. a Range)
 --   fixed   every request is GET PREFIX
 --   random  GET PREFIX..n, n drawn uniformly from 0..KEYS-1
 --   unique  GET PREFIX..thread.."-"..n: a URL never requested before
@@ -21,7 +22,12 @@ function init(args)
   keys, nthreads = tonumber(args[3]), tonumber(args[5])
   per_thread = math.ceil(tonumber(args[4]) / nthreads)
   counter, responses, hits, non200 = 0, 0, 0, 0
-  fixed = wrk.format("GET", prefix)
+  extra = {}
+  if args[6] and args[6] ~= "" then
+    local name, value = string.match(args[6], "^([^:]+):%s*(.*)$")
+    extra[name] = value
+  end
+  fixed = wrk.format("GET", prefix, extra)
   math.randomseed(os.time() + id * 7919)
 end
 
@@ -38,12 +44,12 @@ function request()
     path = prefix .. (counter * nthreads + id)
   end
   counter = counter + 1
-  return wrk.format("GET", path)
+  return wrk.format("GET", path, extra)
 end
 
 function response(status, headers, body)
   responses = responses + 1
-  if status ~= 200 then
+  if status ~= 200 and status ~= 206 then
     non200 = non200 + 1
   end
   if (headers["X-Cache"] or headers["x-cache"]) == "HIT" then

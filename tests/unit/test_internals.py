@@ -148,3 +148,51 @@ def test_a_missing_internal_is_named_and_turns_its_feature_off(
     assert not internals.install_error_page(page)
     assert not hasattr(module, internals.ERROR_PAGE_FUNCTION)
     assert any("make_error_response is gone" in p for p in internals.problems())
+
+
+class ClientProbe:
+    """Notes the bytes-arrived calls of every client connection (client_limits.py's adapters)."""
+
+    def __init__(self, master: Any) -> None:
+        self.master = master
+        self.reads = 0
+        self.watching: list[bool] = []
+        self.clients: list[str] = []
+
+    def client_connected(self, client: Any) -> None:
+        self.clients.append(client.id)
+        self.watching.append(internals.watch_client_reads(self.master, client.id, self.note))
+
+    def note(self) -> None:
+        self.reads += 1
+
+
+def test_client_reads_are_noted_and_a_client_can_be_closed_with_last_words() -> None:
+    # Relies on Proxyserver.connections, ConnectionHandler.client and .transports, and the
+    # client's ConnectionIO: reader (read by handle_connection after client_connected), writer,
+    # handler (cancelled: the connection closes).
+    probes: list[ClientProbe] = []
+
+    async def scenario(master: Any, port: int, flows: Flows) -> None:
+        probe = ClientProbe(master)
+        probes.append(probe)
+        master.addons.add(probe)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /a HTTP/1.1\r\n")
+        await writer.drain()
+        while probe.reads < 1:
+            await asyncio.sleep(0.01)
+        writer.write(b"Host: origin\r\n")  # a head not finished
+        await writer.drain()
+        while probe.reads < 2:
+            await asyncio.sleep(0.01)
+        client_id = probe.clients[-1]
+        assert internals.client_unsent_bytes(master, client_id) == 0
+        assert internals.client_unsent_bytes(master, "no such client") == 0
+        assert not internals.close_client(master, "no such client", "test")
+        assert internals.close_client(master, client_id, "test", b"last words")
+        assert await reader.read() == b"last words"  # then the close
+        writer.close()
+
+    asyncio.run(through_proxy(free_port(), scenario))
+    assert probes[0].watching == [True] and probes[0].reads == 2

@@ -145,6 +145,9 @@ def test_flags_set_their_options_and_only_those_given() -> None:
     # --quiet wins over --log-format, in either order (as before the table).
     assert parse("--log-format", "json", "--quiet") == {"cache_access_log": "off"}
     assert parse("--quiet", "--log-format", "json") == {"cache_access_log": "off"}
+    assert parse("--log-format", "combined", "--access-log", "/var/log/p.log") == {
+        "cache_access_log": "combined", "cache_access_log_file": "/var/log/p.log"}
+    assert parse("--log-format", "%h %{X-Cache}o") == {"cache_access_log": "%h %{X-Cache}o"}
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -153,7 +156,10 @@ def test_flags_set_their_options_and_only_those_given() -> None:
     (["--max-object-size", "big"], "argument --max-object-size: invalid size 'big'"),
     (["--use-stale", "sometimes"], "argument --use-stale:"),
     (["--store", "http://x"], "argument --store: invalid store 'http://x'"),
-    (["--log-format", "xml"], "argument --log-format: invalid choice: 'xml'"),
+    (["--log-format", "xml"], "argument --log-format: invalid log format 'xml'"),
+    (["--log-format", "%h %y"], "argument --log-format: invalid log format '%h %y': unknown "
+     "directive '%y'"),
+    (["--warm-concurrency", "0"], "argument --warm-concurrency: invalid concurrency 0"),
 ])
 def test_flag_values_are_checked_by_the_tables_validators(argv: list[str], message: str) -> None:
     parser = cli.build_parser()

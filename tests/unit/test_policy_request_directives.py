@@ -177,7 +177,7 @@ class TestBypass:
             ("HEAD", [], None),
             ("POST", [], "method"),
             ("get", [], "method"),
-            ("GET", [("Range", "bytes=0-5")], "range"),
+            ("GET", [("Range", "bytes=0-5")], None),  # looked up: a stored whole answers it
             ("GET", [("Cookie", "a=1")], "cookie"),
         ],
     )

@@ -32,7 +32,15 @@ def test_whitespace_around_commas_and_line_combining() -> None:
     a = vary_key(("accept-encoding",), [("Accept-Encoding", "gzip,  br")])
     b = vary_key(("accept-encoding",), [("Accept-Encoding", "gzip"), ("Accept-Encoding", " br ")])
     c = vary_key(("accept-encoding",), [("Accept-Encoding", "gzip,br")])
-    assert a == b == c == ("gzip,br",)
+    assert a == b == c == ("br,gzip",)  # one weight: sorted
+
+
+def test_unknown_fields_are_lists_for_whitespace_and_combining() -> None:
+    # The caching tests' vary-normalise-space and vary-normalise-combine.
+    spaced = vary_key(("foo",), [("Foo", " 1, 2 ")])
+    assert spaced == vary_key(("foo",), [("Foo", "1,2")]) == ("1,2",)
+    assert vary_key(("foo",), [("Foo", "1"), ("Foo", "2")]) == ("1,2",)
+    assert vary_key(("foo",), [("Foo", "2,1")]) != spaced  # order kept where unknown
 
 
 def test_case_insensitive_fields_are_lowercased() -> None:
@@ -50,18 +58,25 @@ def test_case_sensitive_values_are_kept() -> None:
 
 
 def test_whitespace_around_parameters() -> None:
-    a = vary_key(("accept-encoding",), [("Accept-Encoding", "gzip ; q=1.0, br;q=0.5")])
-    assert a == ("gzip;q=1.0,br;q=0.5",)
+    a = vary_key(("accept-encoding",), [("Accept-Encoding", "gzip ; q=1.0, br;q=0.50")])
+    assert a == ("gzip,br;q=0.5",)  # q=1 is the default; 0.50 is 0.5
     # Quoted strings are left alone.
     quoted = vary_key(("accept",), [("Accept", 'text/x; a="1 ; 2"')])
     assert quoted == ('text/x; a="1 ; 2"',)
 
 
-def test_order_is_significant() -> None:
-    # Reordering is only allowed where the field says order does not matter; we never reorder.
+def test_weighted_fields_ignore_the_order_of_equal_weights() -> None:
+    # RFC 9110 12.4.2: the weight says the preference, not the order (vary-normalise-lang-order).
     a = vary_key(("accept-language",), [("Accept-Language", "en, fr")])
-    b = vary_key(("accept-language",), [("Accept-Language", "fr, en")])
-    assert a != b
+    b = vary_key(("accept-language",), [("Accept-Language", "fr, EN")])
+    c = vary_key(("accept-language",), [("Accept-Language", " en ,   fr")])
+    assert a == b == c == ("en,fr",)
+    weighted = vary_key(("accept-language",), [("Accept-Language", "fr;q=0.5, en")])
+    assert weighted == ("en,fr;q=0.5",)
+    assert weighted != vary_key(("accept-language",), [("Accept-Language", "en;q=0.5, fr")])
+    # Accept is not reordered: media ranges of one weight may still differ by specificity.
+    assert vary_key(("accept",), [("Accept", "a/b, c/d")]) != vary_key(
+        ("accept",), [("Accept", "c/d, a/b")])
 
 
 def test_non_list_fields_keep_inner_whitespace() -> None:

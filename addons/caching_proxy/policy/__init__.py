@@ -57,7 +57,17 @@ from .lookup import (
     evaluate,
     serve_headers,
 )
-from .rules import Rule, find_rule, key_target, rule_config
+from .rules import (
+    IGNORABLE,
+    Rule,
+    find_rule,
+    key_target,
+    override_detail,
+    parse_statuses,
+    rule_bypass,
+    rule_config,
+    stripped_fields,
+)
 from .stale import (
     ERROR_STATUSES,
     USE_STALE_CONDITIONS,
@@ -78,6 +88,7 @@ __all__ = [
     "ABSENT",
     "CONDITIONAL_REQUEST_FIELDS",
     "ERROR_STATUSES",
+    "IGNORABLE",
     "NO_DIRECTIVES",
     "SAFE_METHODS",
     "USE_STALE_CONDITIONS",
@@ -105,13 +116,17 @@ __all__ = [
     "invalidation_uris",
     "key_target",
     "not_modified_headers",
+    "override_detail",
     "parse_http_date",
     "parse_request_directives",
+    "parse_statuses",
     "parse_use_stale",
     "response_directives",
+    "rule_bypass",
     "rule_config",
     "serve_headers",
     "serve_stale_on_failure",
     "storable_headers",
+    "stripped_fields",
     "vary_key",
 ]

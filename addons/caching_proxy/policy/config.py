@@ -24,3 +24,12 @@ class CacheConfig:
     # fields that select a stored response as if the response's Vary named them.
     ttl_override: float | None = None
     key_headers: tuple[str, ...] = ()
+    # A rule's `status` with `ttl`: the lifetime of a response of one of `statuses` that states
+    # no freshness (nginx proxy_cache_valid 404 1m), whether or not its status is heuristically
+    # cacheable; a response's own freshness wins.
+    status_ttl: float | None = None
+    statuses: frozenset[int] = frozenset()
+    # A rule's `ignore`: response fields the storing decision leaves out (rules.IGNORABLE).
+    ignore: frozenset[str] = frozenset()
+    # A rule's `min_uses`: requests for a key before its response is stored (the addon counts).
+    min_uses: int = 1

@@ -149,15 +149,14 @@ def bypass_reason(method: str, request_headers: Headers, config: CacheConfig) ->
     """Why a request skips the cache entirely (no lookup, no store), or None.
 
     GET and HEAD are looked up (a stored GET answers HEAD, RFC 9111 4 / RFC 9110 9.3.2); other
-    methods pass (and may invalidate, see invalidation.py). Range requests pass: partial content
-    is not stored or served from storage. Requests with Cookie pass unless
+    methods pass (and may invalidate, see invalidation.py). Range requests are looked up like
+    any other: a stored whole response answers them (ranges.py), and a miss fetches the whole.
+    Requests with Cookie pass unless
     cache_cookie_requests, as in Varnish's builtin VCL. So do If-Match / If-Unmodified-Since
     and requests carrying an UNKEYED_OVERRIDE_FIELDS field.
     """
     if method not in ("GET", "HEAD"):
         return "method"
-    if has_field(request_headers, "range"):
-        return "range"
     if not config.cache_cookie_requests and has_field(request_headers, "cookie"):
         return "cookie"
     if has_field(request_headers, "if-match") or has_field(request_headers, "if-unmodified-since"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .config import CacheConfig
@@ -28,6 +28,7 @@ from .freshness import (
     heuristic_allowed,
     heuristic_lifetime,
 )
+from .rules import decision_headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,8 @@ def decide_store(
     # 5.2.1.5: request no-store forbids storing the response too.
     if parse_request_directives(request_headers).no_store:
         return _no("no-store")
+    # A rule's `ignore`: the decision reads the response without those fields (rules.py).
+    response_headers = decision_headers(response_headers, config)
     d = response_directives(response_headers, config.targeted_fields)
     # 5.2.2.3: must-understand limits storing to statuses whose caching rules we implement, and
     # for those it overrides no-store.
@@ -128,7 +131,11 @@ def decide_store(
 
     lifetime = explicit_lifetime(d, response_headers, response_time)
     heuristic = lifetime is None
-    if lifetime is None:
+    if lifetime is None and config.status_ttl is not None and status in config.statuses:
+        # A rule's lifetime for this status (nginx proxy_cache_valid 404 1m): the operator's,
+        # for any final status, as explicit as max-age.
+        lifetime, heuristic = config.status_ttl, False
+    elif lifetime is None:
         # 3: without explicit freshness, only heuristically cacheable statuses or `public`.
         if not heuristic_allowed(status, d):
             return _no("status")
@@ -182,10 +189,12 @@ def _private_fields(headers: Headers, targeted_fields: Sequence[str]) -> set[str
 
 
 def storable_headers(
-    response_headers: Headers, targeted_fields: Sequence[str] = ("cdn-cache-control",)
+    response_headers: Headers, targeted_fields: Sequence[str] = ("cdn-cache-control",),
+    strip: Iterable[str] = (),
 ) -> list[tuple[str, str]]:
-    """The fields the cache keeps, in order (RFC 9111 3.1)."""
-    drop = set(HOP_BY_HOP) | PROXY_SPECIFIC
+    """The fields the cache keeps, in order (RFC 9111 3.1), less the lowercase names in `strip`
+    (rules.stripped_fields: a Set-Cookie a rule ignored is never served to another client)."""
+    drop = set(HOP_BY_HOP) | PROXY_SPECIFIC | set(strip)
     # RFC 9110 7.6.1: fields named in Connection are hop-by-hop too.
     drop.update(v.lower() for v in field_values(response_headers, "connection"))
     # 5.2.2.7: a shared cache MUST NOT store the fields a qualified private names.

@@ -10,6 +10,7 @@ from caching_proxy.store.backend import EntryTooLarge, Unreadable
 from caching_proxy.store.base import Usage, VaryIndex, variant_key
 from caching_proxy.store.disk import DEFAULT_LRU_INTERVAL, DEFAULT_SIZE_LIMIT, DiskStore
 from caching_proxy.store.layout import Store
+from caching_proxy.store.memory import MemoryTier
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -18,15 +19,26 @@ __all__ = ["DEFAULT_SIZE_LIMIT", "DiskStore", "EntryTooLarge", "Store", "Unreada
 
 
 def open_store(
-    location: str, size_limit: int = DEFAULT_SIZE_LIMIT, lru_interval: float = DEFAULT_LRU_INTERVAL
+    location: str, size_limit: int = DEFAULT_SIZE_LIMIT, lru_interval: float = DEFAULT_LRU_INTERVAL,
+    memory_size: int = 0, timeout: float = 1.0,
 ) -> Store:
     """The store at `location`: a redis:// (rediss://, unix://) URL, else a diskcache folder.
-    Redis bounds its size itself (maxmemory), so `size_limit` and `lru_interval` are diskcache's."""
+    Redis bounds its size itself (maxmemory), so `size_limit` and `lru_interval` are diskcache's.
+    `memory_size` > 0 puts a memory tier of that many bytes in front (store/memory.py).
+    `timeout` bounds each Redis call (socket timeouts)."""
     if is_redis_url(location):
         from caching_proxy.store.redis_store import RedisStore
 
-        return RedisStore(location)
-    return DiskStore(location, size_limit=size_limit, lru_interval=lru_interval)
+        redis_store = RedisStore(location, timeout=timeout)
+        if memory_size > 0:
+            backend = redis_store.backend
+            return Store(MemoryTier(backend, backend.subscribe_changes(), memory_size))
+        return redis_store
+    store = DiskStore(location, size_limit=size_limit, lru_interval=lru_interval)
+    if memory_size > 0:
+        disk = store.backend
+        return Store(MemoryTier(disk, disk.generations, memory_size))
+    return store
 
 
 def is_redis_url(location: str) -> bool:

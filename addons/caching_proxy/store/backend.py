@@ -1,7 +1,7 @@
 """The primitive interface a store backend offers the layout (store/layout.py), and its errors.
 
-A backend holds opaque values under string keys, each with an expiry, and knows three more
-things: groups, locks and counters.
+A backend holds opaque values under string keys, each with an expiry, and knows four more
+things: groups, locks, counters and use counts.
 
 - A *group* is a set of keys the backend can list without anyone keeping a list: a key stored
   with `group=G` is named `G + SEP + name` (a group's name never contains SEP, so a key's group
@@ -12,11 +12,18 @@ things: groups, locks and counters.
 - A *lock* (`add` / `delete_if`) is an atomic insert-if-absent carrying an owner token, kept
   apart from the values (`scan` never lists it).
 - *Counters* are integers shared by every process, kept apart from the values and by `clear`.
+- A *use count* (`count_use`) is an integer per key with an expiry, incremented and given a new
+  expiry in one atomic step (diskcache: `incr` and `touch` in one transaction; Redis: INCR and
+  PEXPIRE in one MULTI), so every process on the store counts into the same number: a rule's
+  `min_uses` admits a response on the N-th request for its key whichever instance gets it.
+  Kept apart from the values (`scan` never lists one); `clear` removes them.
 
-Later kinds of data fit the same primitives:
-- Tags (purge every response tagged "product-42"): a tag is another kind of group, of marker
-  records named `"tag:" + tag + SEP + key`, each stored with the expiry of the key it marks, so
-  the tag lists its live keys like a URL lists its variants, with no list to keep up to date.
+Tags use the same primitives (store/layout.py): a tag is another kind of group, of marker
+records named `"tag:" + tag + SEP + key` (a str value: the URL), each stored with the expiry of
+the key it marks, so the tag lists its live keys like a URL lists its variants, with no list to
+keep up to date.
+
+A later kind of data fits them too:
 - Partial objects (ranges stored as they arrive): the chunks of one response are a group under
   its variant key (`variant + SEP + offset`), each chunk a value of its own; a chunk map in the
   response's record, like the VaryIndex, names what is needed to serve a range.
@@ -67,14 +74,18 @@ class Backend(Protocol):
 
     def set(self, key: str, value: object, expire: float, group: str | None = None,
             keep_later: bool = False) -> bool:
-        """Store `value` for `expire` seconds; whether it was stored (Redis refuses values over
-        its max_value_size). With `group`, `key` must be `group + SEP + name` and becomes a
-        member of that group until it expires. With `keep_later`, a current expiry later than
-        `expire` is kept (read and written atomically), so a Vary index lives as long as its
-        longest-lived variant whatever order the variants are written in."""
+        """Store `value` (an Entry, a VaryIndex or a tag marker's str) for `expire` seconds;
+        whether it was stored (Redis refuses values over its max_value_size). With `group`,
+        `key` must be `group + SEP + name` and becomes a member of that group until it expires.
+        With `keep_later`, a current expiry later than `expire` is kept (read and written
+        atomically), so a Vary index lives as long as its longest-lived variant whatever order
+        the variants are written in."""
 
     def delete(self, keys: Iterable[str]) -> int:
         """Remove the values under `keys`; how many were live."""
+
+    def expiry(self, key: str) -> float | None:
+        """Seconds until the live value under `key` expires (inf: never), None if absent."""
 
     def members(self, group: str) -> list[str]:
         """The keys of the group's live members, in no particular order."""
@@ -87,6 +98,10 @@ class Backend(Protocol):
     def add(self, key: str, token: str, ttl: float) -> bool:
         """Take lock `key` for `ttl` seconds, marked with `token`, unless a live lock is there
         (atomic insert-if-absent; an expired lock counts as absent)."""
+
+    def count_use(self, key: str, window: float) -> int:
+        """Add one to the use count of `key` and make it expire `window` seconds from now, as one
+        atomic step; the new count (1 when there was none or it had expired)."""
 
     def delete_if(self, key: str, token: str) -> bool:
         """Remove lock `key` only if it still carries `token` (atomic compare-and-delete), so a

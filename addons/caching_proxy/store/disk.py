@@ -34,7 +34,9 @@ from caching_proxy.store.diskcache_adapter import (
     EntryDisk,
     RecencyCache,
 )
+from caching_proxy.store.generations import Generations
 from caching_proxy.store.layout import Store
+from caching_proxy.store.memory import url_of
 
 __all__ = ["DEFAULT_LRU_INTERVAL", "DEFAULT_SIZE_LIMIT", "RECENCY_BUDGET", "DiskBackend",
            "DiskStore", "EntryTooLarge"]
@@ -42,6 +44,8 @@ __all__ = ["DEFAULT_LRU_INTERVAL", "DEFAULT_SIZE_LIMIT", "RECENCY_BUDGET", "Disk
 DEFAULT_SIZE_LIMIT = 1 << 30
 # Keys of locks; never URLs (those start with a scheme), never a group's members.
 LOCK_PREFIX = "lock\x00"
+# Keys of use counts (Backend.count_use), likewise never listed as values.
+USES_PREFIX = "uses\x00"
 # diskcache's per-item tag marks stored responses, so they are counted without being read.
 ENTRY_TAG = "entry"
 _AFTER_SEP = chr(ord(SEP) + 1)
@@ -65,6 +69,8 @@ class DiskBackend:
         )
         self.cache.lru_interval = lru_interval
         self._counters: diskcache.Cache | None = None
+        # Bumped after every write, by every process: memory tiers (store/memory.py) read them.
+        self.generations = Generations(directory)
 
     def get(self, key: str, max_inline: int | None = None) -> object | None:
         value: object | None = self.cache.peek(key, max_inline)
@@ -94,24 +100,40 @@ class DiskBackend:
                     expire = max(expire, current - time.time())
             self.cache.set(key, value, expire=None if expire == float("inf") else expire,
                            tag=tag)
+        self.generations.bump([url_of(key)])
         return True
 
     def delete(self, keys: Iterable[str]) -> int:
+        keys = list(keys)
         with self.cache.transact():
-            return sum(int(self.cache.delete(key)) for key in keys)
+            removed = sum(int(self.cache.delete(key)) for key in keys)
+        self.generations.bump([url_of(key) for key in keys])
+        return removed
+
+    def expiry(self, key: str) -> float | None:
+        at = self.cache.expire_time(key)
+        return None if at is None else at - time.time()
 
     def members(self, group: str) -> list[str]:
         return self.cache.live_keys_between(group + SEP, group + _AFTER_SEP)
 
     def scan(self, members: bool = False) -> Iterator[str]:
         for key in list(self.cache.iterkeys()):
-            if isinstance(key, str) and not key.startswith(LOCK_PREFIX) and (
+            if isinstance(key, str) and not key.startswith((LOCK_PREFIX, USES_PREFIX)) and (
                     members or SEP not in key):
                 yield key
 
     def add(self, key: str, token: str, ttl: float) -> bool:
         # diskcache's `add` is an atomic insert-if-absent; an expired row counts as absent.
         return bool(self.cache.add(LOCK_PREFIX + key, token, expire=ttl))
+
+    def count_use(self, key: str, window: float) -> int:
+        # One transaction (BEGIN IMMEDIATE): incr (an expired count restarts at 1) and the new
+        # expiry land together, whichever process counts meanwhile.
+        with self.cache.transact():
+            count = int(self.cache.incr(USES_PREFIX + key, 1, default=0))
+            self.cache.touch(USES_PREFIX + key, expire=window)
+        return count
 
     def delete_if(self, key: str, token: str) -> bool:
         # One transaction (BEGIN IMMEDIATE): no other process writes between the read and the
@@ -127,6 +149,7 @@ class DiskBackend:
     def clear(self) -> Usage:
         before = self.usage()
         self.cache.clear()
+        self.generations.bump_all()
         return before
 
     def add_counts(self, counts: dict[str, int]) -> None:
@@ -162,6 +185,7 @@ class DiskBackend:
         with contextlib.suppress(OSError, sqlite3.Error):  # best effort; the store may be gone
             self.flush()
         self.cache.close()
+        self.generations.close()
         if self._counters is not None:
             self._counters.close()
 

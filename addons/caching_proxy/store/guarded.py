@@ -4,8 +4,12 @@ loop wait on a large value.
 When the medium fails (disk gone or full, Redis down) every call answers "nothing stored" or
 "not stored", so the proxy passes requests through to the origin; the failure is logged once,
 and once more when reads work again. Values over OFF_LOOP_BYTES are read and written in a worker
-thread. The wrapped store's own guarantees (what is atomic, what is shared across processes)
-are unchanged; see store/layout.py.
+thread. With a network store (`remote`: Redis) every lookup and every response write leaves
+the event loop, unless the memory tier answers, and a request waits `timeout` seconds for it
+at most, then passes through; for a second after such a timeout every other call answers
+"unavailable" at once. Locks and counters of misses stay on the loop, bounded by the client's
+socket timeout (the same `timeout`). The wrapped store's own guarantees (what is atomic, what
+is shared across processes) are unchanged; see store/layout.py.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -22,6 +27,7 @@ from caching_proxy.entry import Entry
 from caching_proxy.policy import Headers
 from caching_proxy.store import Store
 from caching_proxy.store.disk import EntryTooLarge
+from caching_proxy.store.memory import MEMORY_ONLY
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +36,19 @@ STORE_ERRORS = (OSError, sqlite3.Error, diskcache.Timeout)
 # Entries larger than this are read and written in a worker thread, so that other connections
 # are not held up by the disk (measured: a 50 MB read or write on the loop stalls every client).
 OFF_LOOP_BYTES = 1 << 20
+SILENT_AFTER_TIMEOUT = 1.0  # seconds, as RedisBackend's own OUTAGE_BACKOFF
 T = TypeVar("T")
 
 __all__ = ["OFF_LOOP_BYTES", "STORE_ERRORS", "EntryTooLarge", "GuardedStore"]
 
 
 class GuardedStore:
-    def __init__(self, store: Store, shared: bool) -> None:
+    def __init__(self, store: Store, shared: bool, remote: bool = False,
+                 timeout: float = 0.25) -> None:
         self.store = store
+        self.remote = remote
+        self.timeout = timeout
+        self._silent_until = 0.0  # after a store timeout: no call waits on the store until then
         # Whether other processes use the store too (--workers, Redis): only then do fills and
         # refreshes take the store's lock (for a lone proxy it is two writes per miss for
         # nothing; measured: miss throughput -20%).
@@ -49,11 +60,20 @@ class GuardedStore:
 
     def lookup(self, key: str, headers: Headers) -> Entry | None:
         """The stored response for the request, read on the event loop; raises EntryTooLarge
-        for a value the caller must read with `lookup_off_loop`."""
-        return self._read(key, headers, OFF_LOOP_BYTES)
+        for a value the caller must read with `lookup_off_loop` (any that is not in memory, for a
+        network store)."""
+        return self._read(key, headers, MEMORY_ONLY if self.remote else OFF_LOOP_BYTES)
 
     async def lookup_off_loop(self, key: str, headers: Headers) -> Entry | None:
-        return await asyncio.to_thread(self._read, key, headers, None)
+        read = asyncio.to_thread(self._read, key, headers, None)
+        if not self.remote:
+            return await read
+        try:
+            return await asyncio.wait_for(read, self.timeout)
+        except TimeoutError:
+            self.warn(TimeoutError(f"no answer within the store timeout ({self.timeout} s)"))
+            self._silent_until = time.monotonic() + SILENT_AFTER_TIMEOUT
+            return None
 
     async def lookup_any(self, key: str, headers: Headers) -> Entry | None:
         """`lookup`, moving to a thread when the value is large."""
@@ -90,8 +110,12 @@ class GuardedStore:
         """Whether `entry` was stored, on the event loop (`put_off_loop` for large entries)."""
         return self.done(self.store.put, entry, expire)
 
+    def put_inline(self, entry: Entry) -> bool:
+        """Whether `entry` may be written on the event loop (else: `put_off_loop`)."""
+        return not self.remote and len(entry.body) <= OFF_LOOP_BYTES
+
     async def put_off_loop(self, entry: Entry, expire: float) -> bool:
-        """`put` in a worker thread, for an entry over OFF_LOOP_BYTES."""
+        """`put` in a worker thread, for an entry over OFF_LOOP_BYTES or a network store."""
         return await asyncio.to_thread(self.put, entry, expire)
 
     def delete(self, key: str) -> int:
@@ -103,6 +127,10 @@ class GuardedStore:
         holds it, "" when the store failed (nobody can coordinate; the caller goes ahead)."""
         failed: str | None = ""
         return self.value(failed, self.store.acquire, name, ttl)
+
+    def count_use(self, key: str, window: float) -> int:
+        """Store.count_use; 0 when the store failed (nothing is stored then anyway)."""
+        return self.value(0, self.store.count_use, key, window)
 
     def release(self, name: str, token: str) -> None:
         if token:
@@ -118,6 +146,8 @@ class GuardedStore:
 
     def done(self, fn: Callable[..., object], *args: object) -> bool:
         """Whether `fn(*args)` ran; False when the medium failed (warned once)."""
+        if self._silent_until and time.monotonic() < self._silent_until:
+            return False
         try:
             fn(*args)
         except STORE_ERRORS as e:
@@ -127,6 +157,8 @@ class GuardedStore:
 
     def value(self, failed: T, fn: Callable[..., T], *args: object) -> T:
         """`fn(*args)`, or `failed` when the medium failed (warned once)."""
+        if self._silent_until and time.monotonic() < self._silent_until:
+            return failed
         try:
             return fn(*args)
         except STORE_ERRORS as e:

@@ -8,6 +8,15 @@
   `keep_later`, so it expires with its longest-lived variant and not before.
 - A response with a different Vary than the stored ones (or none) replaces all of them: a new
   generation, and the old one's members are deleted.
+- A tagged response (Entry.tags) has, per tag, a marker in the group `tag:TAG`, named after
+  the key the response is stored under and expiring with it: purging a tag lists its group (a
+  range query, a sorted set), never the store. A marker can outlive its response (evicted, or
+  purged by URL) until that response's expiry, and the key may by then hold another response:
+  a tag purge removes only responses that still carry the tag.
+- A soft purge rewrites each response it names as already stale (freshness lifetime 0), with
+  its validators, body and expiry: the next request revalidates it (a 304 makes it fresh again
+  without the body crossing the network), and it can still answer stale where
+  stale-while-revalidate, stale-if-error or --use-stale allow, as after Fastly's soft purge.
 
 Concurrency: each backend call is atomic, calls are not atomic together. Whatever order two
 processes' calls interleave in, a lookup reaches only a variant of the index's own generation,
@@ -20,17 +29,31 @@ when met; it never makes a lookup, put or delete fail.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from caching_proxy.entry import Entry
 from caching_proxy.policy import Headers, vary_key
-from caching_proxy.store.backend import Backend, EntryTooLarge, Unreadable
+from caching_proxy.store.backend import SEP, Backend, EntryTooLarge, Unreadable
 from caching_proxy.store.base import Usage, VaryIndex, variant_key, variant_prefix
 
 # A Vary index is a few dozen bytes; reading no more than this under a URL tells an index from
 # a response without reading the response (where the backend can tell sizes first).
 _INDEX_READ_LIMIT = 4096
+TAG_GROUP = "tag:"
+
+
+def tag_group(tag: str) -> str:
+    """The group of a tag's markers; ValueError for a tag that cannot be one."""
+    if not tag or SEP in tag or any(c.isspace() or c == "," for c in tag):
+        raise ValueError(f"invalid tag {tag!r}: tags contain no spaces, commas or NUL")
+    return TAG_GROUP + tag
+
+
+def group_of(key: str) -> str | None:
+    """The group a stored key is a member of (a variant's URL), None for a URL's own key."""
+    return key.split(SEP, 1)[0] if SEP in key else None
 
 
 class Store:
@@ -74,6 +97,7 @@ class Store:
         if not vary:
             if self.backend.set(url, entry, expire):
                 self._drop_variants(url)
+                self._mark_tags(url, entry, expire)
             return
         index = self._index(url)
         same = index is not None and index.vary == vary
@@ -85,9 +109,18 @@ class Store:
         self.backend.set(url, index, expire, keep_later=same)
         if not same:
             self._drop_variants(url, keep=index.generation)
+        self._mark_tags(key, entry, expire)
 
-    def delete_url(self, url: str) -> int:
-        """Remove every stored response for `url` (all variants); how many there were."""
+    def _mark_tags(self, key: str, entry: Entry, expire: float) -> None:
+        for tag in entry.tags:
+            group = tag_group(tag)
+            self.backend.set(group + SEP + key, entry.url, expire, group=group)
+
+    def delete_url(self, url: str, soft: bool = False) -> int:
+        """Remove every stored response for `url` (all variants); how many there were. `soft`
+        marks them stale instead (see the module's docstring)."""
+        if soft:
+            return self._soften([url, *self.backend.members(url)])
         index = self._index(url)
         # The index goes first: from then on no variant is reachable, whatever deleting them
         # (one call per batch) meets.
@@ -95,9 +128,62 @@ class Store:
         removed = self._drop_variants(url)
         return removed + (primary if index is None else 0)
 
-    def delete_matching(self, predicate: Callable[[str], bool]) -> int:
-        """Remove every stored response whose URL satisfies `predicate`; how many there were."""
-        return sum(self.delete_url(url) for url in list(self.backend.scan()) if predicate(url))
+    def delete_matching(self, predicate: Callable[[str], bool], soft: bool = False) -> int:
+        """Remove (`soft`: mark stale) every stored response whose URL satisfies `predicate`;
+        how many there were."""
+        return sum(self.delete_url(url, soft) for url in list(self.backend.scan())
+                   if predicate(url))
+
+    def purge_tag(self, tag: str, soft: bool = False) -> int:
+        """Remove (`soft`: mark stale) every stored response tagged `tag`, all variants of any
+        URL it tags; how many. Reads only the tag's group and the responses it names."""
+        group = tag_group(tag)
+        markers = self.backend.members(group)
+        keys = [marker.split(SEP, 1)[1] for marker in markers]
+        tagged = [key for key, value in zip(keys, self.backend.get_many(keys), strict=True)
+                  if isinstance(value, Entry) and tag in value.tags]
+        if soft:
+            return self._soften(tagged)
+        removed = self.backend.delete(tagged) if tagged else 0
+        if markers:
+            self.backend.delete(markers)
+        return removed
+
+    def tagged_keys(self, tag: str) -> list[str]:
+        """The keys of the responses whose marker says they carry `tag` (a marker may be
+        stale: read the response to be sure)."""
+        return [marker.split(SEP, 1)[1] for marker in self.backend.members(tag_group(tag))]
+
+    def response_keys(self) -> Iterator[str]:
+        """The keys responses (and Vary indexes) are stored under: no tag markers."""
+        return (key for key in self.backend.scan(members=True) if not key.startswith(TAG_GROUP))
+
+    def read_many(self, keys: Iterable[str]) -> Iterator[tuple[str, Entry]]:
+        """The stored responses among `keys`, with their keys (others are skipped)."""
+        keys = list(keys)
+        for key, value in zip(keys, self.backend.get_many(keys), strict=True):
+            if isinstance(value, Entry):
+                yield key, value
+
+    def soft_clear(self) -> int:
+        """Mark every stored response stale (a soft `clear`); how many."""
+        return self._soften(list(self.response_keys()))
+
+    def _soften(self, keys: list[str]) -> int:
+        """Rewrite the responses under `keys` as already stale, each with the expiry it had;
+        how many. A response stored meanwhile by another process may be overwritten by its
+        stale predecessor: that one revalidates with its own validators, so the origin decides
+        what is served next."""
+        softened = 0
+        for key, entry in self.read_many(keys):
+            left = self.backend.expiry(key)
+            if left is None or left <= 0:
+                continue
+            stale = dataclasses.replace(
+                entry, meta=dataclasses.replace(entry.meta, freshness_lifetime=0.0))
+            if self.backend.set(key, stale, left, group=group_of(key)):
+                softened += 1
+        return softened
 
     def entries(self) -> Iterator[Entry]:
         """Every stored response (all variants), in no particular order."""
@@ -126,6 +212,13 @@ class Store:
         """Give the lock on `key` back if it is still the one `token` took (after it expired
         another holder may have it, and keeps it); whether it was."""
         return self.backend.delete_if(key, token)
+
+    def count_use(self, url: str, window: float) -> int:
+        """Count one more request for `url`; how many there were, each within `window` seconds
+        of the one before (the count expires `window` seconds after the latest, as nginx's
+        `inactive`). Atomic: every process on the store (--workers, instances on one Redis)
+        adds to the same count, and none is lost."""
+        return self.backend.count_use(url, window)
 
     def add_counts(self, counts: dict[str, int]) -> None:
         """Add to the persisted counters (hits, misses, ...), shared by every process."""

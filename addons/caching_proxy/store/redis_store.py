@@ -38,33 +38,39 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from caching_proxy.entry import Entry
-from caching_proxy.store.backend import SEP, Unreadable
+from caching_proxy.store.backend import SEP, EntryTooLarge, Unreadable
 from caching_proxy.store.base import Usage, VaryIndex
+from caching_proxy.store.generations import SubscribedGenerations
 from caching_proxy.store.layout import Store
 
 PREFIX = "caching-proxy:"
-GROUP, LOCK, COUNTERS = "group:", "lock:", "counters"
+GROUP, LOCK, COUNTERS, USES = "group:", "lock:", "counters", "uses:"
+# The channel every write announces its URL on, for the memory tiers (store/generations.py).
+CHANGES = PREFIX + "changes"
 DEFAULT_MAX_VALUE_SIZE = 8 << 20
 OUTAGE_BACKOFF = 1.0  # seconds of immediate pass-through after a failure
 BATCH = 500  # keys per MGET, UNLINK or pipeline
-ENTRY_MARK, INDEX_MARK = b"E", b"I"
+ENTRY_MARK, INDEX_MARK, TAG_MARK = b"E", b"I", b"T"
 _NOW_MS = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) "
-# KEYS: member, group; ARGV: value, ttl in ms.
+# KEYS: member, group; ARGV: value, ttl in ms, changes channel, URL.
 _SET_MEMBER = _NOW_MS + """
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), KEYS[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
 redis.call('PEXPIREAT', KEYS[2], last[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
 """
 # KEYS: group.
 _MEMBERS = _NOW_MS + """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 return redis.call('ZRANGE', KEYS[1], 0, -1)
 """
-# KEYS: key; ARGV: value, ttl in ms. A later expiry (or none) already there is kept.
+# KEYS: key; ARGV: value, ttl in ms, changes channel, URL. A later expiry (or none) already
+# there is kept.
 _SET_KEEP_LATER = """
 local current = redis.call('PTTL', KEYS[1])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
 if current == -1 then return redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL') end
 return redis.call('SET', KEYS[1], ARGV[1], 'PX', math.max(current, tonumber(ARGV[2])))
 """
@@ -91,17 +97,22 @@ class _EntryUnpickler(pickle.Unpickler):
 
 
 def encode(value: object) -> bytes:
+    if isinstance(value, str):  # a tag marker: the URL it marks, not pickled
+        return TAG_MARK + value.encode("utf-8", "surrogateescape")
     if not isinstance(value, Entry | VaryIndex):
-        raise TypeError(f"only responses and Vary indexes are stored in Redis, not {value!r}")
+        raise TypeError(f"only responses, Vary indexes and tag markers are stored in Redis, "
+                        f"not {value!r}")
     mark = ENTRY_MARK if isinstance(value, Entry) else INDEX_MARK
     return mark + pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def decode(data: bytes | None) -> Entry | VaryIndex | None:
+def decode(data: bytes | None) -> Entry | VaryIndex | str | None:
     """The value in `data`; None for no data; Unreadable for anything this proxy did not write
     (or a version of it with other classes)."""
     if data is None:
         return None
+    if data[:1] == TAG_MARK:
+        return data[1:].decode("utf-8", "surrogateescape")
     if data[:1] not in (ENTRY_MARK, INDEX_MARK):
         raise Unreadable("no mark of a stored response")
     try:
@@ -145,8 +156,11 @@ class RedisBackend:
     # -- values and groups ---------------------------------------------------------------------
 
     def get(self, key: str, max_inline: int | None = None) -> object | None:
-        # `max_inline` is not checked: knowing the size first would cost a second round trip
-        # on every hit, and values are bounded by max_value_size anyway.
+        # `max_inline` is not checked (knowing the size first would cost a second round trip
+        # on every hit, and values are bounded by max_value_size anyway), except for a read that
+        # must not go to the network at all.
+        if max_inline is not None and max_inline < 0:
+            raise EntryTooLarge(key)
         return decode(self._call(lambda: self._redis.get(PREFIX + key)))
 
     def get_many(self, keys: Iterable[str]) -> Iterator[object | None]:
@@ -176,15 +190,20 @@ class RedisBackend:
         if len(data) > self.max_value_size:
             return False
         px = max(1, int(expire * 1000))
+        url = _url_of(key)
         if group is not None:
             if not key.startswith(group + SEP):
                 raise ValueError(f"{key!r} is not named as a member of group {group!r}")
             keys = [PREFIX + key, PREFIX + GROUP + group]
-            self._call(lambda: self._set_member(keys=keys, args=[data, px]))
+            self._call(lambda: self._set_member(keys=keys, args=[data, px, CHANGES, url]))
         elif keep_later:
-            self._call(lambda: self._set_keep_later(keys=[PREFIX + key], args=[data, px]))
+            self._call(lambda: self._set_keep_later(
+                keys=[PREFIX + key], args=[data, px, CHANGES, url]))
         else:
-            self._call(lambda: self._redis.set(PREFIX + key, data, px=px))
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.set(PREFIX + key, data, px=px)
+            pipe.publish(CHANGES, url)
+            self._call(pipe.execute)
         return True
 
     def delete(self, keys: Iterable[str]) -> int:
@@ -199,9 +218,17 @@ class RedisBackend:
                 pipe.delete(PREFIX + key)
                 if SEP in key:
                     pipe.zrem(PREFIX + GROUP + key.split(SEP, 1)[0], PREFIX + key)
+            for url in {_url_of(key) for key in names[start:start + BATCH]}:
+                pipe.publish(CHANGES, url)
             answers = self._call(pipe.execute)
             removed += sum(answers[i] for i in deletes)
         return removed
+
+    def expiry(self, key: str) -> float | None:
+        left = self._call(lambda: self._redis.pttl(PREFIX + key))
+        if left == -2:
+            return None
+        return float("inf") if left == -1 else left / 1000
 
     def members(self, group: str) -> list[str]:
         found = self._call(lambda: self._members(keys=[PREFIX + GROUP + group]))
@@ -215,7 +242,8 @@ class RedisBackend:
 
     def _value_keys(self, groups: bool = False) -> list[bytes]:
         found = self._call(lambda: list(self._redis.scan_iter(PREFIX + "*", count=1000)))
-        skipped = (LOCK, COUNTERS) if groups else (LOCK, COUNTERS, GROUP)
+        # `clear` (groups=True) removes groups and use counts too; listings skip both.
+        skipped = (LOCK, COUNTERS) if groups else (LOCK, COUNTERS, GROUP, USES)
         return [key for key in found
                 if not key[len(PREFIX):].startswith(tuple(s.encode() for s in skipped))]
 
@@ -241,13 +269,26 @@ class RedisBackend:
         keys = self._value_keys(groups=True)
         for start in range(0, len(keys), BATCH):
             self._call(partial(self._redis.unlink, *keys[start:start + BATCH]))
+        self._call(lambda: self._redis.publish(CHANGES, "*"))
         return before
+
+    def subscribe_changes(self) -> SubscribedGenerations:
+        """Change counters fed by every proxy's writes (for a memory tier)."""
+        return SubscribedGenerations(self._redis, CHANGES)
 
     # -- locks and counters --------------------------------------------------------------------
 
     def add(self, key: str, token: str, ttl: float) -> bool:
         return bool(self._call(lambda: self._redis.set(
             PREFIX + LOCK + key, token, nx=True, px=max(1, int(ttl * 1000)))))
+
+    def count_use(self, key: str, window: float) -> int:
+        # INCR and PEXPIRE in one MULTI: no other client's command runs between them.
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.incr(PREFIX + USES + key)
+        pipe.pexpire(PREFIX + USES + key, max(1, int(window * 1000)))
+        count, _ = self._call(pipe.execute)
+        return int(count)
 
     def delete_if(self, key: str, token: str) -> bool:
         return bool(self._call(lambda: self._delete_if(keys=[PREFIX + LOCK + key], args=[token])))
@@ -268,6 +309,10 @@ class RedisBackend:
 
     def close(self) -> None:
         self._redis.close()
+
+
+def _url_of(key: str) -> str:
+    return key.split(SEP, 1)[0] if SEP in key else key
 
 
 def _name(key: bytes) -> str:

@@ -1,0 +1,336 @@
+"""`caching-proxy --warm FILE`: fetch a list of paths through a running proxy, so that its store
+holds them before clients ask.
+
+The list is a file of paths or URLs (one a line, blank lines and `#` comments skipped), a local
+sitemap, or a sitemap on the origin given by its path (`--warm /sitemap.xml`; a sitemap index is
+followed one level down). Every URL is requested at the proxy by its path and query (the proxy
+forwards to its one origin), at most `--warm-concurrency` at once, and each answer's X-Cache and
+Cache-Status say what happened: stored, already cached, not stored (and why), or an error.
+Warming goes through a running proxy only: it never writes to the store itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import http.client
+import io
+import json
+import socket
+import ssl
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from caching_proxy import __version__
+from caching_proxy.policy.freshness import HEURISTICALLY_CACHEABLE
+from caching_proxy.web_marks import own_params
+
+# What a browser sends: the stored variant then serves browsers, and clients that accept no
+# coding get it decoded (--encodings); with --encodings off, the variant of this exact field.
+ACCEPT_ENCODING = "gzip, deflate, br, zstd"
+TIMEOUT = 60.0
+MAX_SITEMAP_BYTES = 50 * 1024 * 1024  # the sitemaps.org limit, uncompressed
+LISTED = 50  # not-stored and failed URLs printed in the summary (--json lists all)
+
+
+class WarmError(Exception):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
+
+    def all(self, name: str) -> list[str]:
+        return [v for k, v in self.headers if k.lower() == name.lower()]
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    target: str
+    verdict: str  # stored, cached (answered from the store), not stored, error
+    status: int | None
+    reason: str
+    cache_status: str
+
+
+Get = Callable[[str], Answer]
+
+
+def target_of(text: str) -> str | None:
+    """The request target for a /path or an http(s) URL (its path and query); else None."""
+    if text.startswith("/"):
+        return text
+    parts = urlsplit(text)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return None
+
+
+def unique(targets: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(targets))
+
+
+def list_targets(text: str, name: str) -> list[str]:
+    targets = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        # `#` starts a comment, also after a URL: a fragment is never sent to a server.
+        line = raw.partition("#")[0].strip()
+        if not line:
+            continue
+        target = target_of(line)
+        if target is None or any(c.isspace() for c in line):
+            raise WarmError(f"{name}, line {number}: {line!r} is neither a /path nor an "
+                            "http(s) URL", 2)
+        targets.append(target)
+    return unique(targets)
+
+
+def xml_bytes(data: bytes) -> bytes:
+    """A sitemap's bytes, gunzipped when gzip (sitemap.xml.gz), at most MAX_SITEMAP_BYTES."""
+    if data[:2] != b"\x1f\x8b":
+        return data
+    with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
+        out = f.read(MAX_SITEMAP_BYTES + 1)
+    if len(out) > MAX_SITEMAP_BYTES:
+        raise ValueError("larger than 50 MiB uncompressed")
+    return out
+
+
+def local_name(tag: str) -> str:
+    return tag.rpartition("}")[2]
+
+
+def sitemap_targets(data: bytes, name: str, get: Get, depth: int = 0) -> list[str]:
+    """The <loc> URLs of a urlset, as request targets; those of each sitemap of an index."""
+    try:
+        # Python's expat refuses entity expansion bombs (billion laughs) itself.
+        root = ET.fromstring(xml_bytes(data))
+    except (ET.ParseError, ValueError, OSError) as e:
+        raise WarmError(f"{name}: not a sitemap: {e}", 1) from None
+    locs = [(e.text or "").strip() for e in root.iter() if local_name(e.tag) == "loc"]
+    kind = local_name(root.tag)
+    if kind == "sitemapindex" and depth == 0:
+        targets: list[str] = []
+        for loc in locs:
+            targets += sitemap_targets(fetch_sitemap(loc, get), loc, get, depth + 1)
+        return unique(targets)
+    if kind != "urlset":
+        raise WarmError(f"{name}: not a sitemap (its root is <{kind}>, not <urlset>)", 1)
+    return unique(t for t in map(target_of, locs) if t is not None)
+
+
+def fetch_sitemap(where: str, get: Get) -> bytes:
+    target = target_of(where)
+    if target is None:
+        raise WarmError(f"{where}: not a /path or URL", 2)
+    try:
+        answer = get(target)
+    except OSError as e:
+        raise WarmError(f"cannot fetch sitemap {target}: {e}", 1) from None
+    if answer.status != 200:
+        raise WarmError(f"cannot fetch sitemap {target}: the proxy answered {answer.status}", 1)
+    return answer.body
+
+
+def load_targets(source: str, get: Get) -> list[str]:
+    """A local file wins over a path on the origin of the same name."""
+    path = Path(source)
+    if path.is_file():
+        data = path.read_bytes()
+        if data.lstrip()[:1] == b"<" or data[:2] == b"\x1f\x8b":
+            return sitemap_targets(data, source, get)
+        return list_targets(data.decode("utf-8", "replace"), source)
+    if target_of(source) is not None:
+        return sitemap_targets(fetch_sitemap(source, get), source, get)
+    raise WarmError(f"--warm {source}: no such file (a sitemap on the origin is given by its "
+                    "path, e.g. /sitemap.xml)", 2)
+
+
+def why_not_stored(answer: Answer, params: dict[str, str]) -> str:
+    """Why an answer that went forward was not stored, read from its fields: Cache-Status
+    names the forward reason, and what the origin sent names the rest."""
+    fwd = params.get("fwd", "?")
+    if fwd == "bypass":
+        return "passed without a lookup (bypass: a never_cache rule or a request field)"
+    if fwd in ("method", "request"):
+        return f"passed (fwd={fwd})"
+    control = (answer.header("cache-control") or "").lower()
+    for directive in ("no-store", "private"):
+        if directive in control:
+            return f"Cache-Control: {directive}"
+    if answer.header("set-cookie") is not None:
+        return "Set-Cookie (see cache_set_cookie)"
+    if (answer.header("vary") or "").strip() == "*":
+        return "Vary: *"
+    if answer.status in (206, 304) or answer.status < 200:
+        return f"status {answer.status} is never stored"
+    explicit = "max-age" in control or answer.header("expires") is not None
+    if answer.status not in HEURISTICALLY_CACHEABLE and not explicit:
+        return f"status {answer.status} without explicit freshness (max-age, Expires)"
+    if "detail" in params:
+        return f"detail={params['detail']}"
+    return f"fwd={fwd}, not stored (too large for --max-object-size, or the store failed)"
+
+
+def classify(target: str, answer: Answer) -> Result:
+    values = answer.all("cache-status")
+    shown = ", ".join(values)
+    if answer.header("x-cache") is None:
+        return Result(target, "error", answer.status,
+                      "no X-Cache in the answer: is a caching-proxy listening there?", shown)
+    params = own_params(values)
+    if "hit" in params:
+        return Result(target, "cached", answer.status, "already stored (HIT)", shown)
+    if "stored" in params:
+        return Result(target, "stored", answer.status, "stored", shown)
+    if answer.status >= 500:
+        return Result(target, "error", answer.status, f"status {answer.status}", shown)
+    return Result(target, "not stored", answer.status, why_not_stored(answer, params), shown)
+
+
+class Client:
+    """GETs on the proxy, a new connection each (the proxy's keep-alive is not the point)."""
+
+    def __init__(self, host: str, port: int, tls: bool) -> None:
+        self.host, self.port = host, port
+        # Our own proxy on this machine, its certificate made for other names: not verified.
+        self.context = ssl._create_unverified_context() if tls else None
+
+    @property
+    def base(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.context else 'http'}://{host}:{self.port}"
+
+    def check(self) -> None:
+        """Raise OSError unless something accepts connections at the proxy's address."""
+        socket.create_connection((self.host, self.port), timeout=5).close()
+
+    def get(self, target: str) -> Answer:
+        conn: http.client.HTTPConnection = (
+            http.client.HTTPSConnection(self.host, self.port, timeout=TIMEOUT,
+                                        context=self.context)
+            if self.context else http.client.HTTPConnection(self.host, self.port,
+                                                             timeout=TIMEOUT))
+        try:
+            conn.putrequest("GET", target, skip_accept_encoding=True)
+            conn.putheader("Accept-Encoding", ACCEPT_ENCODING)
+            conn.putheader("User-Agent", f"caching-proxy-warm/{__version__}")
+            conn.endheaders()
+            response = conn.getresponse()
+            return Answer(response.status, list(response.getheaders()), response.read())
+        finally:
+            conn.close()
+
+    def warm(self, target: str) -> Result:
+        try:
+            return classify(target, self.get(target))
+        except (OSError, http.client.HTTPException) as e:
+            return Result(target, "error", None, str(e) or type(e).__name__, "")
+
+
+class Progress:
+    """tqdm's bar on a terminal; elsewhere a plain line at each tenth (and at the end)."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done = total, 0
+        self.counts: dict[str, int] = {}
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="url", desc="warming", file=sys.stderr)
+        self.step = max(1, total // 10)
+
+    def update(self, result: Result) -> None:
+        self.done += 1
+        self.counts[result.verdict] = self.counts.get(result.verdict, 0) + 1
+        summary = ", ".join(f"{n} {v}" for v, n in sorted(self.counts.items()))
+        if self.bar is not None:
+            self.bar.set_postfix_str(summary, refresh=False)
+            self.bar.update(1)
+        elif self.done % self.step == 0 or self.done == self.total:
+            print(f"caching-proxy: warmed {self.done}/{self.total} ({summary})",
+                  file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def warm_all(client: Client, targets: list[str], concurrency: int) -> list[Result]:
+    progress = Progress(len(targets))
+    results: dict[str, Result] = {}
+    try:
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            for future in as_completed([pool.submit(client.warm, t) for t in targets]):
+                result = future.result()
+                results[result.target] = result
+                progress.update(result)
+    finally:
+        progress.close()
+    return [results[t] for t in targets]  # in the list's order
+
+
+def summary(client: Client, results: list[Result], seconds: float) -> str:
+    by = {v: [r for r in results if r.verdict == v]
+          for v in ("stored", "cached", "not stored", "error")}
+    lines = [f"caching-proxy: warmed {len(results)} URL{'s' * (len(results) != 1)} through "
+             f"{client.base} in {seconds:.1f} s: {len(by['stored'])} stored, "
+             f"{len(by['cached'])} already cached, {len(by['not stored'])} not stored, "
+             f"{len(by['error'])} errors"]
+    for verdict, title in (("not stored", "not stored"), ("error", "errors")):
+        if by[verdict]:
+            lines.append(f"{title}:")
+            width = min(60, max(len(r.target) for r in by[verdict]))
+            for r in by[verdict][:LISTED]:
+                status = r.status if r.status is not None else "-"
+                lines.append(f"  {r.target:<{width}}  {status}  {r.reason}"
+                             + (f"  [{r.cache_status}]" if r.cache_status else ""))
+            if len(by[verdict]) > LISTED:
+                lines.append(f"  ... and {len(by[verdict]) - LISTED} more (--json lists all)")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """0: every URL answered (stored or not); 1: errors, or no proxy answers; 2: a bad list."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(args.host, args.host)
+    client = Client(host, args.port, tls=bool(args.tls_cert))
+    try:
+        client.check()
+    except OSError as e:
+        print(f"caching-proxy: error: no proxy answers at {client.base} ({e.strerror or e}); "
+              "--warm fetches through a running proxy (start one with --origin first; it does "
+              "not fill the store by itself)", file=sys.stderr)
+        return 1
+    started = time.monotonic()
+    try:
+        targets = load_targets(args.warm, client.get)
+    except WarmError as e:
+        print(f"caching-proxy: error: {e}", file=sys.stderr)
+        return e.code
+    results = warm_all(client, targets, args.warm_concurrency)
+    seconds = time.monotonic() - started
+    if args.json:
+        print(json.dumps({"proxy": client.base, "seconds": round(seconds, 3),
+                          "urls": len(results),
+                          **{v.replace(" ", "_"): sum(r.verdict == v for r in results)
+                             for v in ("stored", "cached", "not stored")},
+                          "errors": sum(r.verdict == "error" for r in results),
+                          "results": [asdict(r) for r in results]}, indent=2))
+    else:
+        print(summary(client, results, seconds))
+    return 1 if any(r.verdict == "error" for r in results) else 0

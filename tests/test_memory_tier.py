@@ -1,0 +1,170 @@
+"""The memory tier in front of a real diskcache folder: hits from memory, and every change made
+through another handle on the folder (another process: a worker, `--purge`, `--clear-cache`)
+seen at once; bounded in bytes; copies dropped when the store would have expired them."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from caching_proxy.store import DiskStore, Store
+from caching_proxy.store.memory import MemoryTier
+from test_disk_store import make_entry
+
+URL = "http://o:80/m"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def tiered(folder: Path, size: int = 1 << 20, clock: Clock | None = None) -> tuple[Store,
+                                                                                   MemoryTier]:
+    disk = DiskStore(str(folder)).backend
+    tier = MemoryTier(disk, disk.generations, size, **({"clock": clock} if clock else {}))
+    return Store(tier), tier
+
+
+def body_of(store: Store, url: str = URL, headers: list[tuple[str, str]] | None = None) -> bytes:
+    found = store.lookup(url, headers or [])
+    return b"" if found is None else found.body
+
+
+def test_a_second_lookup_is_answered_from_memory(tmp_path: Path) -> None:
+    store, tier = tiered(tmp_path)
+    store.put(make_entry(URL, body=b"one"), 60)
+    assert body_of(store) == b"one" and (tier.hits, tier.misses) == (0, 1)
+    assert body_of(store) == b"one" and (tier.hits, tier.misses) == (1, 1)
+
+
+def test_changes_through_another_handle_are_seen_at_once(tmp_path: Path) -> None:
+    store, _ = tiered(tmp_path)
+    other = DiskStore(str(tmp_path))  # what another process opens
+    store.put(make_entry(URL, body=b"one"), 60)
+    store.put(make_entry("http://o:80/v", vary="Accept", value="a", body=b"va"), 60)
+    assert body_of(store) == b"one" and body_of(store) == b"one"
+    assert body_of(store, "http://o:80/v", [("Accept", "a")]) == b"va"
+
+    other.put(make_entry(URL, body=b"two"), 60)  # a worker stored a newer response
+    assert body_of(store) == b"two"
+    other.delete_url(URL)  # --purge
+    assert body_of(store) == b""
+    other.put(make_entry("http://o:80/v", vary="Accept", value="a", body=b"vb"), 60)
+    assert body_of(store, "http://o:80/v", [("Accept", "a")]) == b"vb"
+    other.put(dataclasses.replace(make_entry(URL, body=b"tagged"), tags=("t",)), 60)
+    assert body_of(store) == b"tagged"
+    assert other.purge_tag("t") == 1
+    assert body_of(store) == b""
+    store.put(make_entry(URL, body=b"three"), 60)
+    assert body_of(store) == b"three"
+    other.clear()  # --clear-cache
+    assert body_of(store) == b"" and body_of(store, "http://o:80/v", [("Accept", "a")]) == b""
+
+
+def test_a_purge_by_another_process_is_seen(tmp_path: Path) -> None:
+    store, _ = tiered(tmp_path)
+    store.put(make_entry(URL, body=b"one"), 60)
+    assert body_of(store) == b"one" and body_of(store) == b"one"
+    code = (f"from caching_proxy.store import DiskStore; "
+            f"print(DiskStore({str(tmp_path)!r}).delete_url({URL!r}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, env={"PYTHONPATH": str(Path(__file__).parent.parent /
+                                                             "addons")})
+    assert done.stdout.strip() == "1"
+    assert body_of(store) == b""
+
+
+def test_bounded_in_bytes_least_recently_used_out(tmp_path: Path) -> None:
+    store, tier = tiered(tmp_path, size=1 << 20)
+    for i in range(20):
+        store.put(make_entry(f"http://o:80/b{i}", body=bytes(100_000)), 60)
+        store.lookup(f"http://o:80/b{i}", [])
+    assert tier.bytes <= 1 << 20
+    hits = tier.hits
+    store.lookup("http://o:80/b19", [])  # recent: from memory
+    assert tier.hits == hits + 1
+    store.lookup("http://o:80/b0", [])  # long evicted: from disk
+    assert tier.hits == hits + 1
+    store.put(make_entry("http://o:80/huge", body=bytes(300_000)), 60)  # over an eighth
+    store.lookup("http://o:80/huge", [])
+    store.lookup("http://o:80/huge", [])
+    assert tier.hits == hits + 1
+
+
+def test_a_copy_goes_when_the_store_would_expire_it(tmp_path: Path) -> None:
+    clock = Clock()
+    store, tier = tiered(tmp_path, clock=clock)
+    store.put(make_entry(URL, body=b"one"), 30)
+    body_of(store)
+    assert body_of(store) == b"one" and tier.hits == 1
+    clock.now += 31
+    body_of(store)
+    assert tier.hits == 1  # read from the store again, not from memory
+
+
+def test_on_redis_changes_published_by_another_instance_are_seen(store_redis: Any) -> None:
+    import redis as redis_py
+
+    from caching_proxy.store import open_store
+    from caching_proxy.store.redis_store import RedisStore
+
+    redis_py.Redis.from_url(store_redis.url).flushdb()
+    store = open_store(store_redis.url, memory_size=1 << 20)
+    tier = store.backend
+    assert isinstance(tier, MemoryTier)
+    other = RedisStore(store_redis.url)  # another machine's proxy, or --purge
+    try:
+        wait_until(lambda: tier.changes.read(URL) == tier.changes.read(URL))  # subscribed
+        other.put(make_entry(URL, body=b"one"), 60)
+        wait_until(lambda: body_of(store) == b"one")
+        time.sleep(0.1)  # its own announcement has arrived: the next copy stays
+        hits = tier.hits
+        assert body_of(store) == b"one" and body_of(store) == b"one"
+        assert tier.hits >= hits + 1
+        other.put(make_entry(URL, body=b"two"), 60)
+        wait_until(lambda: body_of(store) == b"two")
+        other.delete_url(URL)
+        wait_until(lambda: body_of(store) == b"")
+        other.put(make_entry(URL, body=b"three"), 60)
+        wait_until(lambda: body_of(store) == b"three")
+        other.clear()
+        wait_until(lambda: body_of(store) == b"")
+    finally:
+        store.close()
+        other.close()
+
+
+def test_on_redis_nothing_is_used_while_the_subscription_is_down(store_redis: Any) -> None:
+    from caching_proxy.store import open_store
+
+    store = open_store(store_redis.url, memory_size=1 << 20)
+    tier = store.backend
+    assert isinstance(tier, MemoryTier)
+    try:
+        wait_until(lambda: tier.changes.read(URL) == tier.changes.read(URL))
+        store.put(make_entry(URL, body=b"one"), 60)
+        body_of(store)
+        tier.changes._down()  # as when the connection drops
+        hits = tier.hits
+        assert tier.changes.read(URL) != tier.changes.read(URL)
+        body_of(store)
+        assert tier.hits == hits
+        wait_until(lambda: tier.changes.read(URL) == tier.changes.read(URL))  # back
+    finally:
+        store.close()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "not seen in time"
+        time.sleep(0.01)

@@ -1,0 +1,63 @@
+"""Use counts (a rule's `min_uses`) on both backends: one count per key, shared by every handle on
+the store, none lost under concurrency, restarting after its window, never listed as a value
+and removed by `clear`."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from caching_proxy.store import DiskStore, Store
+from caching_proxy.store.redis_store import RedisStore
+from test_disk_store import make_entry
+
+URL = "http://o:80/popular"
+
+
+def other_handle(store: Store, tmp_path: Path) -> Store:
+    """What another proxy process opens on the same store."""
+    if isinstance(store, DiskStore):
+        return DiskStore(str(tmp_path / "cache"))
+    return RedisStore(store.location)
+
+
+def test_counts_per_key_across_handles(store: Store, tmp_path: Path) -> None:
+    other = other_handle(store, tmp_path)
+    try:
+        assert [store.count_use(URL, 60), other.count_use(URL, 60), store.count_use(URL, 60)] == [
+            1, 2, 3]
+        assert other.count_use(URL + "?b", 60) == 1
+    finally:
+        other.close()
+
+
+def test_no_count_is_lost_under_concurrency(store: Store, tmp_path: Path) -> None:
+    handles = [store, other_handle(store, tmp_path)]
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            counts = list(pool.map(lambda i: handles[i % 2].count_use(URL, 60), range(80)))
+        assert sorted(counts) == list(range(1, 81))  # each increment saw a distinct count
+    finally:
+        handles[1].close()
+
+
+def test_a_count_restarts_after_its_window_and_each_use_extends_it(store: Store) -> None:
+    # The backends expire on the real clock, so this one waits (fractions of a second).
+    assert store.count_use(URL, 0.4) == 1
+    time.sleep(0.25)
+    assert store.count_use(URL, 0.4) == 2  # within the window: counted, window renewed
+    time.sleep(0.25)
+    assert store.count_use(URL, 0.4) == 3  # 0.5 s after the first, 0.25 s after the last
+    time.sleep(0.6)
+    assert store.count_use(URL, 0.4) == 1
+
+
+def test_counts_are_not_values_and_clear_removes_them(store: Store) -> None:
+    store.count_use(URL, 60)
+    store.put(make_entry("http://o:80/stored"), 60)
+    assert list(store.response_keys()) == ["http://o:80/stored"]
+    assert store.lookup(URL, []) is None and not store.has_url(URL)
+    assert store.usage_estimate().entries == 1
+    store.clear()
+    assert store.count_use(URL, 60) == 1
