@@ -39,11 +39,14 @@ def body_of(store: Store, url: str = URL, headers: list[tuple[str, str]] | None 
     return b"" if found is None else found.body
 
 
-def test_a_second_lookup_is_answered_from_memory(tmp_path: Path) -> None:
+def test_a_key_read_again_is_answered_from_memory(tmp_path: Path) -> None:
     store, tier = tiered(tmp_path)
     store.put(make_entry(URL, body=b"one"), 60)
-    assert body_of(store) == b"one" and (tier.hits, tier.misses) == (0, 1)
-    assert body_of(store) == b"one" and (tier.hits, tier.misses) == (1, 1)
+    # The first read only notes the key (most keys of a large store are read once); the
+    # second keeps a copy; the third is answered from it.
+    assert body_of(store) == b"one" and (tier.hits, tier.misses, len(tier._copies)) == (0, 1, 0)
+    assert body_of(store) == b"one" and (tier.hits, tier.misses, len(tier._copies)) == (0, 2, 1)
+    assert body_of(store) == b"one" and (tier.hits, tier.misses) == (1, 2)
 
 
 def test_changes_through_another_handle_are_seen_at_once(tmp_path: Path) -> None:
@@ -73,7 +76,7 @@ def test_changes_through_another_handle_are_seen_at_once(tmp_path: Path) -> None
 def test_a_purge_by_another_process_is_seen(tmp_path: Path) -> None:
     store, _ = tiered(tmp_path)
     store.put(make_entry(URL, body=b"one"), 60)
-    assert body_of(store) == b"one" and body_of(store) == b"one"
+    assert body_of(store) == body_of(store) == body_of(store) == b"one"
     code = (f"from caching_proxy.store import DiskStore; "
             f"print(DiskStore({str(tmp_path)!r}).delete_url({URL!r}))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -88,6 +91,7 @@ def test_bounded_in_bytes_least_recently_used_out(tmp_path: Path) -> None:
     for i in range(20):
         store.put(make_entry(f"http://o:80/b{i}", body=bytes(100_000)), 60)
         store.lookup(f"http://o:80/b{i}", [])
+        store.lookup(f"http://o:80/b{i}", [])
     assert tier.bytes <= 1 << 20
     hits = tier.hits
     store.lookup("http://o:80/b19", [])  # recent: from memory
@@ -95,8 +99,8 @@ def test_bounded_in_bytes_least_recently_used_out(tmp_path: Path) -> None:
     store.lookup("http://o:80/b0", [])  # long evicted: from disk
     assert tier.hits == hits + 1
     store.put(make_entry("http://o:80/huge", body=bytes(300_000)), 60)  # over an eighth
-    store.lookup("http://o:80/huge", [])
-    store.lookup("http://o:80/huge", [])
+    for _ in range(3):
+        store.lookup("http://o:80/huge", [])
     assert tier.hits == hits + 1
 
 
@@ -104,6 +108,7 @@ def test_a_copy_goes_when_the_store_would_expire_it(tmp_path: Path) -> None:
     clock = Clock()
     store, tier = tiered(tmp_path, clock=clock)
     store.put(make_entry(URL, body=b"one"), 30)
+    body_of(store)
     body_of(store)
     assert body_of(store) == b"one" and tier.hits == 1
     clock.now += 31
@@ -128,7 +133,7 @@ def test_on_redis_changes_published_by_another_instance_are_seen(store_redis: An
         wait_until(lambda: body_of(store) == b"one")
         time.sleep(0.1)  # its own announcement has arrived: the next copy stays
         hits = tier.hits
-        assert body_of(store) == b"one" and body_of(store) == b"one"
+        assert body_of(store) == body_of(store) == body_of(store) == b"one"
         assert tier.hits >= hits + 1
         other.put(make_entry(URL, body=b"two"), 60)
         wait_until(lambda: body_of(store) == b"two")
@@ -152,6 +157,7 @@ def test_on_redis_nothing_is_used_while_the_subscription_is_down(store_redis: An
     try:
         wait_until(lambda: tier.changes.read(URL) == tier.changes.read(URL))
         store.put(make_entry(URL, body=b"one"), 60)
+        body_of(store)
         body_of(store)
         tier.changes._down()  # as when the connection drops
         hits = tier.hits

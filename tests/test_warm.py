@@ -101,8 +101,28 @@ def test_without_a_running_proxy_or_with_a_bad_list(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
         f"caching-proxy: error: no proxy answers at http://127.0.0.1:{port} (Connection "
-        "refused); --warm fetches through a running proxy (start one with --origin first; it "
-        "does not fill the store by itself)"]
+        "refused); give --origin to warm the store through a proxy of its own, or start one"]
+
+
+def test_with_origin_and_no_proxy_a_private_one_fills_the_store(
+        origin: Origin, tmp_path: Path) -> None:
+    paths = [f"/p{i}" for i in range(30)]
+    for path in paths:
+        origin.route(path, 200, FRESH, path.encode())
+    origin.route("/secret", 200, [("Cache-Control", "no-store")], b"s")
+    listing = tmp_path / "urls.txt"
+    listing.write_text("\n".join([*paths, "/secret"]) + "\n")
+    cache = tmp_path / "cache"
+    done = cli("--warm", str(listing), "--port", str(free_port()), "--origin", origin.url,
+               "--cache-dir", str(cache), "--default-ttl", "60")
+    assert done.returncode == 0, done.stderr
+    assert "warming through a private one on 127.0.0.1:" in done.stderr
+    assert ": 30 stored, 0 already cached, 1 not stored, 0 errors" in done.stdout
+    # The private proxy is gone; a proxy started later on the same store answers from it.
+    with Proxy(origin.url, cache) as later:
+        answers = [fetch(later.url + p) for p in paths]
+    assert [a.x_cache for a in answers] == ["HIT"] * 30
+    assert all(origin.count(p) == 1 for p in paths)
 
 
 def test_a_line_that_is_no_path_is_named(origin: Origin, proxy: Proxy, tmp_path: Path) -> None:

@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.warm:
         from caching_proxy import warm
 
-        return warm.run(args)
+        return warm.run(args, cache_dir_of(args) if args.origin else None)
     if (args.clear_cache or args.purge or args.purge_prefix or args.purge_tag or args.list
             or args.stats):
         from caching_proxy import operations

@@ -6,7 +6,10 @@ sitemap, or a sitemap on the origin given by its path (`--warm /sitemap.xml`; a 
 followed one level down). Every URL is requested at the proxy by its path and query (the proxy
 forwards to its one origin), at most `--warm-concurrency` at once, and each answer's X-Cache and
 Cache-Status say what happened: stored, already cached, not stored (and why), or an error.
-Warming goes through a running proxy only: it never writes to the store itself.
+Warming goes through a proxy, so what is stored is exactly what the proxy would store: the one
+running at --host:--port, or, when none answers there and `--origin` is given, a private one
+this command starts on a free loopback port with the same store and cache options (the same
+policy, rules and store; stopped when warming ends).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import io
 import json
 import socket
 import ssl
+import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
@@ -305,17 +309,96 @@ def summary(client: Client, results: list[Result], seconds: float) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> int:
-    """0: every URL answered (stored or not); 1: errors, or no proxy answers; 2: a bad list."""
+# Options a private warming proxy does not take from the command: it listens on loopback only,
+# without TLS, logs, metrics or an admin API of its own.
+_NOT_FOR_PRIVATE = frozenset({"cache_access_log", "cache_admin_port", "cache_admin_host",
+                              "cache_metrics_port", "cache_tls_cert", "cache_tls_key"})
+
+
+def private_proxy_argv(args: argparse.Namespace, port: int, cache_dir: str) -> list[str]:
+    """The command line of a proxy with this command's store and cache options."""
+    from caching_proxy.options import options_given
+
+    argv = ["--origin", args.origin, "--host", "127.0.0.1", "--port", str(port), "--quiet",
+            "--cache-dir", cache_dir]
+    for name, value in options_given(args).items():
+        if name not in _NOT_FOR_PRIVATE:
+            shown = str(value).lower() if isinstance(value, bool) else str(value)
+            argv += ["--set", f"{name}={shown}"]
+    for setting in args.setoptions or ():
+        argv += ["--set", setting]
+    return argv
+
+
+class PrivateProxy:
+    """A proxy process started for the warming only (see the module's docstring)."""
+
+    READY = "caching-proxy: listening on"
+
+    def __init__(self, argv: list[str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "caching_proxy", *argv], stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, errors="replace")
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Return once it listens; WarmError with its output if it exits or takes too long."""
+        assert self.process.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + timeout
+        for line in self.process.stdout:
+            lines.append(line.rstrip())
+            if self.READY in line:
+                return
+            if time.monotonic() > deadline:
+                break
+        self.stop()
+        raise WarmError("the warming proxy did not start: " + " / ".join(lines[-3:]), 1)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def run(args: argparse.Namespace, cache_dir: str | None = None) -> int:
+    """0: every URL answered (stored or not); 1: errors, or no proxy answers; 2: a bad list.
+    `cache_dir`: the resolved store folder, for a private proxy (with --origin)."""
     host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(args.host, args.host)
     client = Client(host, args.port, tls=bool(args.tls_cert))
+    private: PrivateProxy | None = None
     try:
         client.check()
     except OSError as e:
-        print(f"caching-proxy: error: no proxy answers at {client.base} ({e.strerror or e}); "
-              "--warm fetches through a running proxy (start one with --origin first; it does "
-              "not fill the store by itself)", file=sys.stderr)
-        return 1
+        if not args.origin or cache_dir is None:
+            print(f"caching-proxy: error: no proxy answers at {client.base} ({e.strerror or e});"
+                  " give --origin to warm the store through a proxy of its own, or start one",
+                  file=sys.stderr)
+            return 1
+        with socket.socket() as free:
+            free.bind(("127.0.0.1", 0))
+            port = free.getsockname()[1]
+        print(f"caching-proxy: no proxy at {client.base}: warming through a private one on "
+              f"127.0.0.1:{port} (origin {args.origin}, the same store and options)",
+              file=sys.stderr)
+        private = PrivateProxy(private_proxy_argv(args, port, cache_dir))
+        try:
+            private.wait_ready()
+        except WarmError as failed:
+            print(f"caching-proxy: error: {failed}", file=sys.stderr)
+            return failed.code
+        client = Client("127.0.0.1", port, tls=False)
+    try:
+        return _warm(args, client)
+    finally:
+        if private is not None:
+            private.stop()
+
+
+def _warm(args: argparse.Namespace, client: Client) -> int:
     started = time.monotonic()
     try:
         targets = load_targets(args.warm, client.get)

@@ -32,6 +32,7 @@ BIN = Path(sys.executable).parent
 SMALL_KEYS = 10  # entries in the small stores
 NOT_CACHES = frozenset({"origin", "mitmdump"})  # no X-Cache header: no HIT % to show
 WARM_UP = 1_000  # misses before the RSS baseline of the large-store proxy
+MEMORY_TIER_KIB = 64 * 1024  # the default --memory-size, in the KiB /proc reports
 TAG_PURGE = "tagpurge"  # --only key of the tag purge measurement (benchmark/tag_purge.py)
 
 
@@ -78,8 +79,8 @@ def rows(entries: int) -> list[Row]:
             "44 KB"),
         Row("hit1k", f"caching-proxy hit, {SMALL_KEYS} entries", "proxy",
             Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
-        Row("hitnomem", f"caching-proxy hit, {SMALL_KEYS} entries, --memory-size 0",
-            "proxy-nomem", Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
+        Row("hitmem", f"caching-proxy hit, {SMALL_KEYS} entries, --memory-size 64m",
+            "proxy-mem", Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
         Row("hittagged", f"caching-proxy hit, {SMALL_KEYS} tagged entries (Surrogate-Key)",
             "proxy", Load("random", "/t1k/h", SMALL_KEYS), "1 KB"),
         Row("hit44k", "caching-proxy hit, 1 URL", "proxy", Load("fixed", "/b44k/x"), "44 KB"),
@@ -103,6 +104,8 @@ def rows(entries: int) -> list[Row]:
             Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
         Row("redis1", f"caching-proxy --store redis hit, {SMALL_KEYS} entries", "proxy-redis",
             Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
+        Row("redisnomem", f"caching-proxy --store redis --memory-size 0 hit, {SMALL_KEYS} entries",
+            "proxy-redis-nomem", Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
         Row("redis2", f"caching-proxy --store redis --workers 2 hit, {SMALL_KEYS} entries",
             "proxy-redis2", Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
         Row("flaskdev", "naive Flask cache, Flask dev server", "flask-dev",
@@ -186,7 +189,7 @@ def server_commands(
         "proxy": (proxy("proxy"), {}),
         "proxy-full": (proxy("full"), {}),
         "proxy-miss": (proxy("miss"), {}),
-        "proxy-nomem": (proxy("nomem", "--memory-size", "0"), {}),
+        "proxy-mem": (proxy("mem", "--memory-size", "64m"), {}),
         "flask-dev": ([sys.executable, "-m", "benchmark.naive_flask", "--port", "{port}"], naive),
         "flask-gunicorn": ([str(BIN / "gunicorn"), "-w", "2", "-b", "127.0.0.1:{port}",
                             "--pythonpath", str(SCRIPTS), "benchmark.naive_flask:app"], naive),
@@ -195,6 +198,8 @@ def server_commands(
         commands["proxy-workers2"] = (proxy("workers2", "--workers", "2"), {})
     if redis_url is not None:
         commands["proxy-redis"] = (proxy("redis", "--store", redis_url), {})
+        commands["proxy-redis-nomem"] = (proxy("redis-nomem", "--store", redis_url,
+                                               "--memory-size", "0"), {})
         commands["proxy-redis2"] = (proxy("redis2", "--store", redis_url, "--workers", "2"), {})
     if base is not None:
         # The same console script, importing the other checkout's package first.
@@ -262,7 +267,8 @@ def prefill(started: dict[str, servers.Server], notes: list[str]) -> None:
     """Stores the small sets; a second request for one URL must then be a HIT."""
     paths = [f"/b1k/h{i}" for i in range(SMALL_KEYS)] + ["/b44k/x"] + [
         f"/t1k/h{i}" for i in range(SMALL_KEYS)]
-    for name in ("proxy", "proxy-nomem", "proxy-workers2", "proxy-redis", "proxy-redis2",
+    for name in ("proxy", "proxy-mem", "proxy-workers2", "proxy-redis", "proxy-redis-nomem",
+                 "proxy-redis2",
                  "base-proxy", "flask-dev", "flask-gunicorn"):
         server = started.get(name)
         if server is None:
@@ -393,14 +399,16 @@ def targets(by_target: dict[str, float], growth: dict[str, float], entries: int)
         check("miss (no-store) >= 0.9x plain mitmdump", r("nostore", "mitmdump1k"), 0.9, True),
         check("hit with many entries >= 0.9x hit with 10", r("hitfull", "hit1k"), 0.9, True),
         check("hit with tags stored >= 0.95x untagged", r("hittagged", "hit1k"), 0.95, True),
-        check("memory tier on >= 1.15x off", r("hit1k", "hitnomem"), 1.15, True),
+        check("memory tier on >= 1.15x off (diskcache)", r("hitmem", "hit1k"), 1.15, True),
+        check("memory tier on >= 1.15x off (Redis)", r("redis1", "redisnomem"), 1.15, True),
         check("hits decoded for identity clients vs plain gzip hits (no target)",
               r("hitdecoded", "hitgzip"), 0.0, True),
         check("Redis-store hits (memory tier) >= 0.9x diskcache-store hits",
               r("redis1", "hit1k"), 0.9, True),
         check(f"RSS growth over {entries:,} requests that store (misses) < 10%",
               growth.get("fill"), 10.0, False, "%"),
-        check(f"RSS growth over {entries:,} later requests (hits) < 10%",
+        check(f"RSS growth over {entries:,} later requests (hits), beyond the 64 MiB memory "
+              "tier, < 10%",
               growth.get("walk"), 10.0, False, "%"),
         check("--workers 2 >= 1.6x one worker", r("workers2", "hit1k"), 1.6, True),
         check("one worker > naive Flask dev server", r("hit1k", "flaskdev"), 1.0, True),
@@ -507,7 +515,9 @@ def main(argv: list[str] | None = None) -> int:
             memory["before hit walk"] = full.memory()
             walk = runner.walk(full, "/b1k/f", settings.entries)
             memory["after hit walk"] = full.memory()
-            growth["walk"] = percent_change(memory["before hit walk"].rss,
+            # The memory tier fills up to --memory-size by design (64 MiB by default): the
+            # growth is counted beyond that (issue 17: RSS bounded by the tier plus today's).
+            growth["walk"] = percent_change(memory["before hit walk"].rss + MEMORY_TIER_KIB,
                                             memory["after hit walk"].rss)
             notes.append(f"hit walk over the {settings.entries:,} stored URLs: {describe(walk)}")
             notes.append("RSS of the proxy with the large store: " + "; ".join(

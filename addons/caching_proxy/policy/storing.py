@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from .config import CacheConfig
 from .directives import (
@@ -50,6 +50,18 @@ class StoredMeta:
     etag: str | None
     last_modified: str | None
     status: int
+
+    # Pickling as dataclasses does it (a list of the fields' values), without its `fields()`
+    # call per load: 15 us of every store read.
+    def __getstate__(self) -> list[object]:
+        return [getattr(self, name) for name in _META_FIELDS]
+
+    def __setstate__(self, state: list[object]) -> None:
+        for name, value in zip(_META_FIELDS, state, strict=True):
+            object.__setattr__(self, name, value)
+
+
+_META_FIELDS = tuple(f.name for f in fields(StoredMeta))
 
 
 @dataclass(frozen=True, slots=True)

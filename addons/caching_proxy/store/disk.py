@@ -76,6 +76,12 @@ class DiskBackend:
         value: object | None = self.cache.peek(key, max_inline)
         return value
 
+    def get_with_expiry(self, key: str, max_inline: int | None = None,
+                        ) -> tuple[object | None, float | None]:
+        """`get`, and the seconds it has left (None when absent), from one query."""
+        value, expires = self.cache.peek_with_expiry(key, max_inline)
+        return value, (None if value is None else expires - time.time())
+
     def get_many(self, keys: Iterable[str]) -> Iterator[object | None]:
         for key in keys:
             try:

@@ -109,16 +109,22 @@ class RecencyCache(diskcache.Cache):  # type: ignore[misc]
         """The live value under `key` or None, in one SELECT and no write. Raises EntryTooLarge
         for a value over `max_inline` bytes (before reading it), Unreadable for one that does
         not decode."""
+        return self.peek_with_expiry(key, max_inline)[0]
+
+    def peek_with_expiry(self, key: str, max_inline: int | None = None) -> tuple[Any, float]:
+        """`peek`, and when the value expires (epoch seconds, inf for never; 0 when absent),
+        from the same SELECT."""
         db_key, raw = self._disk.put(key)
         now = time.time()
         rows = self._sql(
-            "SELECT access_time, mode, filename, value, size FROM Cache"
+            "SELECT access_time, mode, filename, value, size, expire_time FROM Cache"
             " WHERE key = ? AND raw = ? AND (expire_time IS NULL OR expire_time > ?)",
             (db_key, raw, now),
         ).fetchall()
         if not rows:
-            return None
-        ((access_time, mode, filename, db_value, size),) = rows
+            return None, 0.0
+        ((access_time, mode, filename, db_value, size, expire_time),) = rows
+        expires = math.inf if expire_time is None else float(expire_time)
         if max_inline is not None and size > max_inline:
             raise EntryTooLarge(key)
         if now - access_time > self.lru_interval:
@@ -126,9 +132,9 @@ class RecencyCache(diskcache.Cache):  # type: ignore[misc]
                 if len(self._touched) < RECENCY_BUDGET or (db_key, raw) in self._touched:
                     self._touched[db_key, raw] = now
         try:
-            return self._disk.fetch(mode, filename, db_value, False)
+            return self._disk.fetch(mode, filename, db_value, False), expires
         except OSError:  # removed by another process between the select and the read
-            return None
+            return None, 0.0
         except Exception as e:  # a pickle of classes this version does not have, or garbage
             raise Unreadable(key) from e
 

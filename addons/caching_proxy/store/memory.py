@@ -2,8 +2,11 @@
 store, so that a hit on them reads neither SQLite nor Redis and unpickles nothing.
 
 It wraps a Backend (store/backend.py) and caches what `get` returns (responses and Vary
-indexes), least recently used first out, bounded by the size of the responses in bytes. Every
-other call goes through to the store unchanged.
+indexes), least recently used first out, bounded in bytes. Every other call goes through to the
+store unchanged. Copies are kept pickled: a bytes object is one allocation the garbage collector
+never scans, so tens of thousands of copies cost a hit one unpickling and no collector time
+(kept as objects, the collector's full passes over them made a hit with 40,000 copies 3x
+slower), and the bound counts exactly what is held.
 
 Coherence: a copy is used only while the store's change counters for its URL are what they were
 just before it was read (store/generations.py for diskcache: every write by any process on this
@@ -19,23 +22,23 @@ large values (which it never keeps: over `max_item` they pass through).
 
 from __future__ import annotations
 
+import pickle
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from threading import Lock
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from caching_proxy.entry import Entry
 from caching_proxy.store.backend import SEP, Backend, EntryTooLarge
 from caching_proxy.store.base import Usage, VaryIndex
 
 DEFAULT_MEMORY_SIZE = 64 << 20
-INDEX_SIZE = 128  # what a Vary index or an absence counts for
+_OVERHEAD = 200  # bytes a copy costs besides its key and data (the dict slot, the record)
 # How long "nothing stored under this key" is remembered (any write to its URL ends it sooner):
 # a client that accepts no coding looks up the identity variant, then the coded ones.
 ABSENT_FOR = 30.0
-_ABSENT = object()
+SEEN_LIMIT = 1 << 16
 # `max_inline` of a read that must not touch the network (store/guarded.py, for Redis): what the
 # memory tier does not hold raises EntryTooLarge, so the caller reads it off the event loop.
 MEMORY_ONLY = -1
@@ -46,12 +49,15 @@ class ChangeCounters(Protocol):
         """A token of `url`'s change counters: equal tokens mean no change in between."""
 
 
-@dataclass(slots=True)
-class _Copy:
-    value: object  # an Entry, a VaryIndex, or _ABSENT
-    token: object
-    until: float  # monotonic time the store expires it
-    size: int
+# A copy is a plain tuple of atoms (value, token, until, size), which the garbage collector
+# stops tracking after one pass (a tuple subclass or a class instance it would scan forever):
+# value, the pickled Entry or VaryIndex (None: nothing stored); token, a tuple of ints (see
+# ChangeCounters); until, the monotonic time the store expires it; size, what it counts for.
+_Copy = tuple[bytes | None, object, float, int]
+_VALUE: Final = 0
+_TOKEN: Final = 1
+_UNTIL: Final = 2
+_SIZE: Final = 3
 
 
 def url_of(key: str) -> str:
@@ -75,36 +81,58 @@ class MemoryTier:
         self._bytes = 0
         self._lock = Lock()  # the OrderedDict is shared with worker threads' reads
         self.hits = self.misses = 0
+        self._seen: set[int] = set()  # hashes of keys read once from the store (see _admit)
+        self._get_with_expiry = getattr(inner, "get_with_expiry", None)
 
     def get(self, key: str, max_inline: int | None = None) -> object | None:
         with self._lock:
             copy = self._copies.get(key)
             if copy is not None:
-                if copy.token == self.changes.read(url_of(key)) and self.clock() < copy.until:
+                if copy[_TOKEN] == self.changes.read(url_of(key)) and self.clock() < copy[_UNTIL]:
                     self._copies.move_to_end(key)
                     self.hits += 1
-                    return None if copy.value is _ABSENT else copy.value
+                    data = copy[_VALUE]
+                    return None if data is None else pickle.loads(data)
                 self._drop(key)
         if max_inline == MEMORY_ONLY:
             raise EntryTooLarge(key)
         self.misses += 1
         token = self.changes.read(url_of(key))  # before the read: see the module docstring
-        value = self.inner.get(key, max_inline)
+        if not self._admit(key):
+            return self.inner.get(key, max_inline)
+        left: float | None
+        value: object | None
+        if self._get_with_expiry is not None:
+            value, left = self._get_with_expiry(key, max_inline)
+        else:
+            value = self.inner.get(key, max_inline)
+            left = self.inner.expiry(key) if value is not None else None
         if value is None:
-            self._keep(key, _Copy(_ABSENT, token, self.clock() + ABSENT_FOR, INDEX_SIZE))
-        elif isinstance(value, Entry | VaryIndex):
-            size = value.size if isinstance(value, Entry) else INDEX_SIZE
-            if size <= self.max_item:
-                left = self.inner.expiry(key)
-                if left is not None and left > 0:
-                    self._keep(key, _Copy(value, token, self.clock() + left, size))
+            self._keep(key, (None, token, self.clock() + ABSENT_FOR, _OVERHEAD + len(key)))
+        elif left is not None and left > 0 and (isinstance(value, VaryIndex) or (
+                isinstance(value, Entry) and type(value.body) is bytes  # not a mapped file
+                and value.size <= self.max_item)):
+            data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+            self._keep(key, (data, token, self.clock() + left, _OVERHEAD + len(key) + len(data)))
         return value
+
+    def _admit(self, key: str) -> bool:
+        """Whether a read of `key` that memory did not answer may leave a copy: from its second
+        read within the last SEEN_LIMIT misses on (a key read once, as most are under reads
+        spread over a large store, would only push out one read again)."""
+        seen = hash(key)
+        if seen in self._seen:
+            return True
+        if len(self._seen) >= SEEN_LIMIT:
+            self._seen.clear()
+        self._seen.add(seen)
+        return False
 
     def _keep(self, key: str, copy: _Copy) -> None:
         with self._lock:
             self._drop(key)
             self._copies[key] = copy
-            self._bytes += copy.size
+            self._bytes += copy[_SIZE]
             while self._bytes > self.max_bytes and self._copies:
                 oldest = next(iter(self._copies))
                 self._drop(oldest)
@@ -112,7 +140,7 @@ class MemoryTier:
     def _drop(self, key: str) -> None:
         copy = self._copies.pop(key, None)
         if copy is not None:
-            self._bytes -= copy.size
+            self._bytes -= copy[_SIZE]
 
     def forget(self, keys: Iterable[str]) -> None:
         with self._lock:

@@ -163,6 +163,20 @@ class RedisBackend:
             raise EntryTooLarge(key)
         return decode(self._call(lambda: self._redis.get(PREFIX + key)))
 
+    def get_with_expiry(self, key: str, max_inline: int | None = None,
+                        ) -> tuple[object | None, float | None]:
+        """`get`, and the seconds it has left (None when absent), in one round trip."""
+        if max_inline is not None and max_inline < 0:
+            raise EntryTooLarge(key)
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.get(PREFIX + key)
+        pipe.pttl(PREFIX + key)
+        data, left = self._call(pipe.execute)
+        value = decode(data)
+        if value is None or left == -2:
+            return None, None
+        return value, (float("inf") if left == -1 else left / 1000)
+
     def get_many(self, keys: Iterable[str]) -> Iterator[object | None]:
         batch: list[str] = []
         for key in keys:
