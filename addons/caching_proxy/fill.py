@@ -90,9 +90,10 @@ class Filler:
             flow.request.method = "HEAD"
             response.stream = serve.discard_body if response.stream else HeadBody(
                 self.shared.settings.max_object_size)
-        if (response.stream and not state.head and response.status_code == 200
-                and partial.wants_range(state.client_conditionals)):
-            partial.stream_range(response, state.client_conditionals)
+        if response.stream and not state.head and response.status_code == 200:
+            self.shared.too_large.add(state.key)
+            if partial.wants_range(state.client_conditionals):
+                partial.stream_range(response, state.client_conditionals)
         if response.stream or "content-length" not in response.headers:
             # Headers of a streamed body leave before the response hook; mitmproxy may also
             # switch a body of unknown length to streaming later. Marked now, and the mark
@@ -162,6 +163,7 @@ class Filler:
             return None
         if not store.put_inline(entry):
             return self._store_off_loop(flow, state, entry, expire)
+        self.shared.too_large.discard(state.key)
         self._answer_fill(flow, state, entry if store.put(entry, expire) else None)
         return None
 
@@ -184,6 +186,8 @@ class Filler:
         try:
             store = self.shared.store
             stored = store is not None and await store.put_off_loop(entry, expire)
+            if stored:
+                self.shared.too_large.discard(state.key)
             self._answer_fill(flow, state, entry if stored else None)
         finally:
             self.coalescer.finish(state)

@@ -57,6 +57,11 @@ class Reuse:
         bypass = bypass_reason(request.method, headers, settings.config)
         if settings.rules and bypass is None:
             bypass = self._apply_rule(state, request, target, headers)
+        if (bypass is None and state.key in self.shared.too_large
+                and "range" in request.headers):
+            # Its whole response streamed past --max-object-size last time: fetching it whole
+            # again for a range would cost the origin the whole object; the Range goes as sent.
+            bypass = "too-large"
         if bypass is not None:
             state.outcome = "pass"
             state.fwd = "method" if bypass == "method" else "bypass"

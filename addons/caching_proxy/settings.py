@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +52,28 @@ class Settings:
         )
 
 
+class TooLarge:
+    """The cache keys whose last full response streamed past --max-object-size, most recent
+    last, at most LIMIT (this process's own memory: a key forgotten costs one whole fetch)."""
+
+    LIMIT = 10_000
+
+    def __init__(self) -> None:
+        self._keys: OrderedDict[str, None] = OrderedDict()
+
+    def add(self, key: str) -> None:
+        self._keys[key] = None
+        self._keys.move_to_end(key)
+        if len(self._keys) > self.LIMIT:
+            self._keys.popitem(last=False)
+
+    def discard(self, key: str) -> None:
+        self._keys.pop(key, None)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+
 @dataclass(slots=True)
 class Shared:
     """Held by the addon, read by every part: replaced wholesale when options change."""
@@ -60,3 +83,5 @@ class Shared:
     clock: Callable[[], float] = time.time
     # Large bodies may be sent as memoryviews (no addon reads them as bytes; see serve.sendable).
     send_views: bool = False
+    # Keys whose whole response was too large to store: their Range requests pass untouched.
+    too_large: TooLarge = field(default_factory=lambda: TooLarge())
