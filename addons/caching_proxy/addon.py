@@ -17,8 +17,8 @@ from collections.abc import Awaitable, Callable
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 
+from caching_proxy import option_values, workers
 from caching_proxy import options as opts
-from caching_proxy import workers
 from caching_proxy.coalescing import Coalescer
 from caching_proxy.fill import Filler
 from caching_proxy.flowstate import state_of
@@ -66,8 +66,8 @@ class CacheAddon:
         try:
             self.shared.settings = Settings.from_options(ctx.options)
             key = (ctx.options.cache_store or ctx.options.cache_dir, opts.size_limit(ctx.options),
-                   ctx.options.cache_lru_interval, opts.memory_size(ctx.options),
-                   opts.store_timeout(ctx.options))
+                   ctx.options.cache_lru_interval, option_values.memory_size(ctx.options),
+                   option_values.store_timeout(ctx.options))
         except ValueError as e:
             raise exceptions.OptionsError(str(e)) from e
         if key == self._store_key:

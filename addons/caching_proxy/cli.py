@@ -13,6 +13,7 @@ from typing import NoReturn
 from urllib.parse import urlsplit
 
 from caching_proxy import __version__, workers
+from caching_proxy.option_values import port_number, whole_number
 from caching_proxy.options import (
     CACHE_OPTIONS,
     Flag,
@@ -20,8 +21,6 @@ from caching_proxy.options import (
     default_cache_dir,
     flag_help,
     options_given,
-    port_number,
-    whole_number,
 )
 
 USAGE_ERROR = 2

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from mitmproxy import connection, ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 
-from caching_proxy import internals
+from caching_proxy import internals, option_values
 from caching_proxy import options as opts
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class ClientLimits:
                 raise exceptions.OptionsError(f"{name} must not be negative")
         if "cache_max_connections" in updated:
             try:
-                self._limit = opts.max_connections_of(ctx.options.cache_max_connections)
+                self._limit = option_values.max_connections_of(ctx.options.cache_max_connections)
             except ValueError:
                 raise exceptions.OptionsError(
                     "cache_max_connections must be auto or a whole number >= 0") from None

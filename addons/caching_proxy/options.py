@@ -1,4 +1,4 @@
-"""The cache's options, declared once.
+"""The cache's options, declared once (what their values may be: option_values.py).
 
 `CACHE_OPTIONS` is the one table: each row is a mitmproxy option (name, type, default, help),
 declared through mitmproxy's option system so that `--set`, config.yaml and mitmweb's option
@@ -15,12 +15,26 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from mitmproxy.utils import human
 
+from caching_proxy.option_values import (
+    FD_RESERVE,
+    auto_max_connections,
+    checked_by,
+    connection_limit,
+    encodings,
+    log_format,
+    object_size,
+    parse_timeout,
+    port_number,
+    seconds,
+    size_or_zero,
+    store_url,
+    use_stale,
+)
 from caching_proxy.policy import CacheConfig, Rule, parse_use_stale
-from caching_proxy.policy.encoding import default_codings, parse_codings
+from caching_proxy.policy.encoding import default_codings
 
 if TYPE_CHECKING:
     from mitmproxy.addonmanager import Loader
@@ -31,161 +45,6 @@ CACHE_NAME = "caching-proxy"
 def default_cache_dir() -> str:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return str(Path(base) / "caching-proxy")
-
-
-# -- validators of flag values: each returns the value to use, or raises ArgumentTypeError with
-# -- the message argparse prints after "argument --flag: "
-
-
-def whole_number(what: str, low: int, high: int | None = None,
-                 not_a_number: str = "not a number") -> Callable[[str], int]:
-    """A parser of whole numbers from `low` to `high` (no bound when None), whose messages say
-    "invalid WHAT ..." as argparse prints them after the flag."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid {what} {text!r}: {not_a_number}") from None
-        if value < low or (high is not None and value > high):
-            bound = f"must be {low}-{high}" if high is not None else "must not be negative"
-            raise argparse.ArgumentTypeError(f"invalid {what} {value}: {bound}")
-        return value
-
-    return parse
-
-
-port_number = whole_number("port", 1, 65535)
-seconds = whole_number("seconds", 0, not_a_number="not a whole number")
-
-
-def object_size(text: str) -> str:
-    try:
-        size = human.parse_size(text)
-    except ValueError:
-        size = None
-    if size is None or size <= 0:
-        raise argparse.ArgumentTypeError(f"invalid size {text!r}: use e.g. 512k, 64m or 1g")
-    return text
-
-
-def parse_timeout(text: str) -> float:
-    """Seconds above 0, up to 60; ValueError otherwise."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= 60:
-        raise ValueError(f"invalid seconds {text!r}: a number above 0, up to 60")
-    return value
-
-
-def store_timeout(options: Any) -> float:
-    try:
-        return parse_timeout(str(options.cache_store_timeout))
-    except ValueError as e:
-        raise ValueError(f"cache_store_timeout: {e}") from None
-
-
-AUTO_MEMORY_SIZE = 64 << 20  # with a network store
-
-
-def size_or_zero(text: str) -> str:
-    if text.strip() in ("0", "auto"):
-        return text
-    return object_size(text)
-
-
-def memory_size(options: Any) -> int:
-    text = str(options.cache_memory_size).strip()
-    if text == "auto":
-        from caching_proxy.store import is_redis_url
-
-        return AUTO_MEMORY_SIZE if is_redis_url(options.cache_store or "") else 0
-    if text == "0":
-        return 0
-    size = human.parse_size(text)
-    if size is None or size <= 0:
-        raise ValueError("cache_memory_size must be 0 or a size such as 64m")
-    return size
-
-
-def checked_by(parse: Callable[[str], object]) -> Callable[[str], str]:
-    """A flag validator that keeps the text when `parse(text)` accepts it, and turns its
-    ValueError into the message argparse prints."""
-
-    def check(text: str) -> str:
-        try:
-            parse(text)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-        return text
-
-    return check
-
-
-def _parse_log_format(text: str) -> object:
-    from caching_proxy.log_formats import parse_format
-
-    return parse_format(text)
-
-
-encodings = checked_by(parse_codings)
-log_format = checked_by(_parse_log_format)
-use_stale = checked_by(parse_use_stale)
-
-
-def store_url(text: str) -> str:
-    from caching_proxy.store import is_redis_url
-
-    parts = urlsplit(text)
-    if not is_redis_url(text):
-        raise argparse.ArgumentTypeError(
-            f"invalid store {text!r}: must be a Redis URL such as redis://127.0.0.1:6379/0")
-    try:
-        parts.port  # noqa: B018 - raises on a bad port
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid store {text!r}: bad port") from None
-    if parts.scheme != "unix" and not parts.hostname:
-        raise argparse.ArgumentTypeError(f"invalid store {text!r}: no host")
-    return text
-
-
-# File descriptors kept out of --max-connections' automatic bound: store files, logs, listeners.
-FD_RESERVE = 128
-
-
-def auto_max_connections() -> int:
-    """The automatic bound on client connections: half of what the soft RLIMIT_NOFILE leaves
-    after FD_RESERVE, since each client connection may hold an origin connection too."""
-    try:
-        import resource
-
-        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft == resource.RLIM_INFINITY:
-            soft = 1 << 20
-    except (ImportError, OSError, ValueError):  # no such limit here (Windows)
-        soft = 1024
-    return max(1, (soft - FD_RESERVE) // 2)
-
-
-def max_connections_of(value: str) -> int:
-    """The bound an option value means: `auto`, or a whole number (0: no bound)."""
-    if value.strip().lower() == "auto":
-        return auto_max_connections()
-    number = int(value)
-    if number < 0:
-        raise ValueError("must not be negative")
-    return number
-
-
-def connection_limit(text: str) -> str:
-    try:
-        max_connections_of(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"invalid connection count {text!r}: auto or a whole number >= 0") from None
-    return text
 
 
 @dataclass(frozen=True)
