@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 
 from support.client import fetch
 from support.origin import Origin, free_port
-from support.proxy import cli
+from support.proxy import Proxy, cli
 
 FRESH = [("Cache-Control", "max-age=600")]
 COMBINED = re.compile(
@@ -89,6 +90,47 @@ def test_access_log_file_is_reopened_on_sigusr1_by_every_worker(
     old = lines_of(tmp_path / "access.log.1")
     assert len(old) == 10
     assert all(' "GET /f HTTP/1.1" 200 1 ' in x for x in old + lines_of(log))
+
+
+def test_sigusr1_while_the_workers_start_kills_nobody(origin: Origin, tmp_path: Path) -> None:
+    # The CI failure this guards: a worker still importing had SIGUSR1's default action (end).
+    origin.route("/s", 200, FRESH, b"s")
+    log = tmp_path / "access.log"
+    proxy = Proxy(origin.url, tmp_path / "c", "--workers", "2", "--access-log", str(log))
+    sent = 0
+    done = threading.Event()
+
+    def guarded(pid: int) -> bool:
+        # SIGUSR1 blocked or caught (/proc's masks), so the supervisor's interpreter is up:
+        # before that no program can guard itself, and logrotate does not signal so early.
+        status = Path(f"/proc/{pid}/status").read_text()
+        masks = dict(x.split(":\t") for x in status.splitlines() if x.startswith("Sig"))
+        return bool((int(masks["SigBlk"], 16) | int(masks["SigCgt"], 16)) & 1 << 9)
+
+    def rotate_again_and_again() -> None:
+        nonlocal sent
+        while not done.is_set():
+            if proxy.proc is not None and proxy.proc.poll() is None and guarded(proxy.proc.pid):
+                proxy.proc.send_signal(signal.SIGUSR1)
+                sent += 1
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=rotate_again_and_again)
+    thread.start()
+    try:
+        proxy.start()
+        time.sleep(1.0)  # the second worker may still be starting: signals keep arriving
+    finally:
+        done.set()
+        thread.join()
+    try:
+        assert sent > 20
+        assert proxy.proc is not None and proxy.proc.poll() is None, proxy.output
+        for _ in range(10):
+            assert fetch(proxy.url + "/s").status == 200
+        wait_for(lambda: len(lines_of(log)) == 10)
+    finally:
+        proxy.stop()
 
 
 def test_connection_lines_only_with_verbose(origin: Origin, make_proxy: Any,

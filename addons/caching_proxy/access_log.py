@@ -68,6 +68,9 @@ class AccessLog:
             # Not the main thread (RuntimeError, ValueError): the host handles signals.
             with contextlib.suppress(RuntimeError, ValueError):
                 asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, self.reopen)
+                # `python -m caching_proxy` blocks it until now (see __main__): one sent while
+                # the process started was held pending, and is handled here.
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
 
     def reopen(self) -> None:
         """Open the log file again by its name (logrotate moved the old one away)."""

@@ -45,6 +45,10 @@ def share_listening_port() -> None:
 
 def supervise(argv: list[str], count: int) -> int:
     """Run `count` workers with the same arguments; return the exit code of the first to end."""
+    usr1 = {signal.SIGUSR1} if hasattr(signal, "SIGUSR1") else set()
+    # Blocked while the children start (they inherit the mask, see __main__) and until the
+    # handler below passes it on: a reopen sent now is held, not lost, and kills nobody.
+    signal.pthread_sigmask(signal.SIG_BLOCK, usr1)
     children = [
         subprocess.Popen(
             [sys.executable, "-O", "-m", "caching_proxy", *argv],
@@ -62,6 +66,7 @@ def supervise(argv: list[str], count: int) -> int:
     signal.signal(signal.SIGTERM, stop)
     if hasattr(signal, "SIGUSR1"):  # reopen the access log (logrotate): passed on, not a stop
         signal.signal(signal.SIGUSR1, stop)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, usr1)
     pid, status = os.wait()
     code = os.waitstatus_to_exitcode(status)
     stop(signal.SIGTERM, None)
