@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -33,6 +34,20 @@ def test_two_workers_share_port_and_store(origin: Origin, tmp_path: Path) -> Non
     assert [a.x_cache for a in answers].count("MISS") == 1
     assert origin.count("/w") == 1
     assert proxy.proc is not None and proxy.proc.returncode is not None
+
+
+def test_workers_end_when_their_supervisor_is_killed(origin: Origin, tmp_path: Path) -> None:
+    with Proxy(origin.url, tmp_path / "cache", "--workers", "2") as proxy:
+        deadline = time.monotonic() + 20
+        while listening_sockets(proxy.port) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert listening_sockets(proxy.port) == 2
+        assert proxy.proc is not None
+        proxy.proc.send_signal(signal.SIGKILL)  # nothing passed on: the workers notice alone
+        deadline = time.monotonic() + 10
+        while listening_sockets(proxy.port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert listening_sockets(proxy.port) == 0
 
 
 def test_workers_option_is_validated(tmp_path: Path) -> None:

@@ -268,10 +268,15 @@ def main(argv: list[str] | None = None) -> int:
             return workers.supervise(argv, args.workers)
     else:
         workers.share_listening_port()
+        workers.end_with_supervisor()
     if sys.flags.optimize == 0 and not os.environ.get("CACHING_PROXY_DEBUG"):
         # mitmproxy checks the type of every field of every Request and Response it builds,
         # under `if __debug__` only: the proxy runs without them (measured: +22% hits/s).
         os.execv(sys.executable, [sys.executable, "-O", "-m", "caching_proxy", *argv])
+    if not args.web:  # mitmweb needs mitmproxy's whole set of addons
+        from caching_proxy import lean_imports
+
+        lean_imports.skip_default_addons()
     from caching_proxy import runner
 
     # The resolved folder, whatever --cache-dir said: every worker must open the same one.

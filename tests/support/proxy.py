@@ -49,7 +49,8 @@ class Proxy:
 
     def start(self, timeout: float = 30) -> Proxy:
         cmd = self.command or [
-            sys.executable, "-m", "caching_proxy", "--port", str(self.port),
+            # -O as the CLI would re-exec itself with (cli.py), without the second start.
+            sys.executable, "-O", "-m", "caching_proxy", "--port", str(self.port),
             "--origin", self.origin_url, "--cache-dir", str(self.cache_dir), *self.extra,
         ]
         self.lines = []

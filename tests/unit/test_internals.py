@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from mitmproxy import http, options
+from mitmproxy import http
 
-from caching_proxy import internals, runner
+from caching_proxy import internals
+from support.lean_proxy import free_port, lean_proxy
 
 
 def test_every_internal_is_as_expected() -> None:
@@ -35,38 +35,13 @@ class Flows:
         self.errors.append(flow.error.msg)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 async def through_proxy(origin_port: int, scenario: Callable[[Any, int, Flows], Awaitable[None]],
                         ) -> Flows:
     """Run `scenario(master, proxy_port, flows)` against a lean proxy in reverse mode to the
     origin on `origin_port`."""
-    opts = options.Options()
-    master = runner.LeanMaster(opts)
     flows = Flows()
-    master.addons.add(flows)
-    port = free_port()
-    opts.update(mode=[f"reverse:http://127.0.0.1:{origin_port}"], listen_host="127.0.0.1",
-                listen_port=port, connection_strategy="lazy", termlog_verbosity="error")
-    running = asyncio.create_task(master.run())
-    try:
-        for _ in range(200):
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-            except OSError:
-                await asyncio.sleep(0.02)
-                continue
-            writer.close()
-            break
-        await asyncio.wait_for(scenario(master, port, flows), 10)
-    finally:
-        master.shutdown()
-        await asyncio.wait_for(running, 10)
+    await lean_proxy(f"http://127.0.0.1:{origin_port}",
+                     lambda master, port: scenario(master, port, flows), flows)
     return flows
 
 

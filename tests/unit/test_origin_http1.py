@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from mitmproxy import http, options
+from mitmproxy import http
 
-from caching_proxy import internals, origin_http1, runner
+from caching_proxy import internals, origin_http1
 from caching_proxy.origin_http1 import interim_destination, is_interim
+from support.lean_proxy import lean_proxy
 from support.scripted_origin import ScriptedOrigin, Seen
 
 EARLY_HINTS = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
@@ -64,43 +64,13 @@ class Flows:
         self.errors.append(flow.error.msg)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def through_proxy(origin: ScriptedOrigin, scenario: Callable[[int], Awaitable[None]],
                   **more: Any) -> Flows:
     """Run `scenario(proxy_port)` against a lean in-process proxy in reverse mode to `origin`
     (`more`: other mitmproxy options)."""
-
-    async def main() -> Flows:
-        opts = options.Options()
-        master = runner.LeanMaster(opts)
-        flows = Flows()
-        master.addons.add(flows)
-        port = free_port()
-        opts.update(mode=[f"reverse:{origin.url}"], listen_host="127.0.0.1", listen_port=port,
-                    connection_strategy="lazy", termlog_verbosity="error", **more)
-        running = asyncio.create_task(master.run())
-        try:
-            for _ in range(200):
-                try:
-                    _, writer = await asyncio.open_connection("127.0.0.1", port)
-                except OSError:
-                    await asyncio.sleep(0.02)
-                    continue
-                writer.close()
-                break
-            await asyncio.wait_for(scenario(port), 10)
-        finally:
-            master.shutdown()
-            await asyncio.wait_for(running, 10)
-        return flows
-
-    return asyncio.run(main())
+    flows = Flows()
+    asyncio.run(lean_proxy(origin.url, lambda master, port: scenario(port), flows, **more))
+    return flows
 
 
 async def heads(reader: asyncio.StreamReader, count: int) -> list[bytes]:
