@@ -17,7 +17,8 @@ import redis
 
 from caching_proxy.store import DiskStore, Store, VaryIndex
 from caching_proxy.store.backend import Backend
-from caching_proxy.store.redis_store import PREFIX, RedisStore
+from caching_proxy.store.redis_keys import redis_key
+from caching_proxy.store.redis_store import RedisStore
 from support.redis_server import RedisServer
 from test_disk_store import make_entry
 
@@ -31,7 +32,7 @@ def raw_size(store: Store, key: str) -> int:
         ((size,),) = store.backend.cache._sql(
             "SELECT IFNULL(LENGTH(value), size) FROM Cache WHERE key = ?", (key,)).fetchall()
         return int(size)
-    return int(redis.Redis.from_url(store.location).strlen(PREFIX + key))
+    return int(redis.Redis.from_url(store.location).strlen(redis_key(key)))
 
 
 def expires_at(store: Store, key: str) -> float:
@@ -40,7 +41,7 @@ def expires_at(store: Store, key: str) -> float:
         found = store.backend.cache.expire_time(key)
         assert found is not None, key
         return found
-    pttl = redis.Redis.from_url(store.location).pttl(PREFIX + key)
+    pttl = redis.Redis.from_url(store.location).pttl(redis_key(key))
     assert pttl != -2, key
     return float("inf") if pttl == -1 else time.time() + pttl / 1000
 
@@ -52,7 +53,7 @@ def write_raw(store: Store, key: str, data: bytes) -> None:
         cache.set(key, b"placeholder", expire=60)
         cache._sql("UPDATE Cache SET mode = 4, value = ? WHERE key = ?", (data, key))
     else:
-        redis.Redis.from_url(store.location).set(PREFIX + key, data, px=60_000)
+        redis.Redis.from_url(store.location).set(redis_key(key), data, px=60_000)
 
 
 class Recorder:

@@ -77,7 +77,7 @@ class CacheAddon:
         try:
             store = open_store(key[0], size_limit=key[1], lru_interval=key[2],
                                memory_size=key[3], timeout=key[4])
-        except STORE_ERRORS as e:
+        except (*STORE_ERRORS, ValueError) as e:  # ValueError: a bad store URL (under mitmdump)
             raise exceptions.OptionsError(f"cannot open cache store {key[0]}: {e}") from e
         shared = is_redis_url(key[0]) or workers.worker_number() is not None
         self.shared.store = GuardedStore(

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from mitmproxy.utils import human
 
@@ -115,18 +114,12 @@ use_stale = checked_by(parse_use_stale)
 
 
 def store_url(text: str) -> str:
-    from caching_proxy.store import is_redis_url
+    from caching_proxy.store.redis_clients import parse_store_url
 
-    parts = urlsplit(text)
-    if not is_redis_url(text):
-        raise argparse.ArgumentTypeError(
-            f"invalid store {text!r}: must be a Redis URL such as redis://127.0.0.1:6379/0")
     try:
-        parts.port  # noqa: B018 - raises on a bad port
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid store {text!r}: bad port") from None
-    if parts.scheme != "unix" and not parts.hostname:
-        raise argparse.ArgumentTypeError(f"invalid store {text!r}: no host")
+        parse_store_url(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"invalid store {text!r}: {e}") from None
     return text
 
 

@@ -92,9 +92,13 @@ CACHE_OPTIONS: tuple[Option, ...] = (
              "$XDG_CACHE_HOME/caching-proxy)", metavar="DIR"),)),
     Option("cache_store", str, "",
            "Where responses are stored: empty for diskcache in cache_dir, or a Redis URL "
-           "(redis://host:6379/0) shared by several proxy instances.", (
+           "(redis://host:6379/0, redis+cluster://host:port[,host:port...], "
+           "redis+sentinel://host:port[,host:port...]/SERVICE[/DB]) shared by several proxy "
+           "instances.", (
                Flag("--store", "keep responses in Redis instead of --cache-dir, shared by every "
-                    "proxy given the same URL, e.g. redis://127.0.0.1:6379/0 (see README for "
+                    "proxy given the same URL, e.g. redis://127.0.0.1:6379/0, a Redis Cluster "
+                    "redis+cluster://n1:6379,n2:6379 or Sentinel "
+                    "redis+sentinel://s1:26379,s2:26379/mymaster/0 (see README for "
                     "maxmemory-policy); the one-shot commands below work on it too",
                     metavar="URL", parse=store_url),)),
     Option("cache_store_timeout", str, "0.25",

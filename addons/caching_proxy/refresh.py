@@ -26,7 +26,9 @@ from caching_proxy.settings import Shared
 log = logging.getLogger(__name__)
 
 MAX_RUNNING = 8
-REFRESH_PREFIX = "refresh\x00"  # the store lock of a key's refresh, apart from its fill lock
+# The store lock of a key's refresh, apart from its fill lock: named as the key's own (after
+# SEP), so that a Redis Cluster keeps it in the key's slot.
+REFRESH_LOCK = "\x00refresh"
 # Hop-by-hop fields (RFC 9110 7.6.1) and the client's framing, not forwarded by this client.
 _NOT_FORWARDED = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te",
                             b"transfer-encoding", b"upgrade", b"content-length", b"expect"})
@@ -108,7 +110,7 @@ class Refresher:
         if store is None or key in self._running or len(self._running) >= MAX_RUNNING:
             return
         timeout = self.shared.settings.refresh_timeout
-        lock = REFRESH_PREFIX + key
+        lock = key + REFRESH_LOCK
         token = store.acquire(lock, timeout)
         if token is None:
             return  # another process refreshes it

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmark import loadgen, origin, servers, tag_purge
+from benchmark import cluster, loadgen, origin, servers, tag_purge
 from benchmark.loadgen import Load, Result
 
 SCRIPTS = Path(__file__).resolve().parent.parent
@@ -108,6 +108,11 @@ def rows(entries: int) -> list[Row]:
             "proxy-redis-nomem", Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
         Row("redis2", f"caching-proxy --store redis --workers 2 hit, {SMALL_KEYS} entries",
             "proxy-redis2", Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
+        Row("hitcluster", f"caching-proxy --store redis+cluster (3 masters) hit, {SMALL_KEYS} "
+            "entries", "proxy-cluster", Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
+        Row("clusternomem", "caching-proxy --store redis+cluster --memory-size 0 hit, "
+            f"{SMALL_KEYS} entries", "proxy-cluster-nomem", Load("random", "/b1k/h", SMALL_KEYS),
+            "1 KB"),
         Row("flaskdev", "naive Flask cache, Flask dev server", "flask-dev",
             Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
         Row("gunicorn", "naive Flask cache, gunicorn -w 2", "flask-gunicorn",
@@ -175,7 +180,8 @@ def base_checkout(work: Path, ref: str) -> Path:
 
 
 def server_commands(
-    work: Path, origin_url: str, redis_url: str | None, base: Path | None = None
+    work: Path, origin_url: str, redis_url: str | None, base: Path | None = None,
+    cluster_url: str | None = None,
 ) -> dict[str, tuple[list[str], dict[str, str]]]:
     """NAME: (command with {port}, extra environment) of every server but the origin."""
     def proxy(name: str, *extra: str) -> list[str]:
@@ -201,6 +207,10 @@ def server_commands(
         commands["proxy-redis-nomem"] = (proxy("redis-nomem", "--store", redis_url,
                                                "--memory-size", "0"), {})
         commands["proxy-redis2"] = (proxy("redis2", "--store", redis_url, "--workers", "2"), {})
+    if cluster_url is not None:
+        commands["proxy-cluster"] = (proxy("cluster", "--store", cluster_url), {})
+        commands["proxy-cluster-nomem"] = (proxy("cluster-nomem", "--store", cluster_url,
+                                                 "--memory-size", "0"), {})
     if base is not None:
         # The same console script, importing the other checkout's package first.
         old = {"PYTHONPATH": str(base / "addons")}
@@ -248,10 +258,11 @@ def start_redis(work: Path, started: dict[str, servers.Server], notes: list[str]
 
 def start_all(
     work: Path, origin_url: str, redis_url: str | None, notes: list[str],
-    base: Path | None = None, wanted: set[str] | None = None,
+    base: Path | None = None, wanted: set[str] | None = None, cluster_url: str | None = None,
 ) -> dict[str, servers.Server]:
     started: dict[str, servers.Server] = {}
-    for name, (command, env) in server_commands(work, origin_url, redis_url, base).items():
+    commands = server_commands(work, origin_url, redis_url, base, cluster_url)
+    for name, (command, env) in commands.items():
         if wanted is not None and name not in wanted:
             continue
         port = servers.free_port()
@@ -268,7 +279,7 @@ def prefill(started: dict[str, servers.Server], notes: list[str]) -> None:
     paths = [f"/b1k/h{i}" for i in range(SMALL_KEYS)] + ["/b44k/x"] + [
         f"/t1k/h{i}" for i in range(SMALL_KEYS)]
     for name in ("proxy", "proxy-mem", "proxy-workers2", "proxy-redis", "proxy-redis-nomem",
-                 "proxy-redis2",
+                 "proxy-redis2", "proxy-cluster", "proxy-cluster-nomem",
                  "base-proxy", "flask-dev", "flask-gunicorn"):
         server = started.get(name)
         if server is None:
@@ -487,7 +498,10 @@ def main(argv: list[str] | None = None) -> int:
                 ["git", "rev-parse", "--short", args.compare]))
         redis_url = (start_redis(work, started, notes)
                      if wanted is None or any("redis" in t for t in wanted) else None)
-        started.update(start_all(work, origin_server.url, redis_url, notes, base, wanted))
+        cluster_url = (cluster.start(work, started, notes)
+                       if wanted is None or any("cluster" in t for t in wanted) else None)
+        started.update(start_all(work, origin_server.url, redis_url, notes, base, wanted,
+                                 cluster_url))
         prefill(started, notes)
         runner = Runner(settings)
         # The large store is filled through a proxy warmed by 1,000 misses on other URLs (its

@@ -6,15 +6,26 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from support.origin import free_port
 
+# A cache's settings: no persistence, bounded memory that evicts the least recently used.
+STORE_ARGS = ("--save", "", "--appendonly", "no", "--maxmemory", "64mb",
+              "--maxmemory-policy", "allkeys-lru")
+
 
 class RedisServer:
-    def __init__(self, folder: Path, port: int | None = None) -> None:
+    """`args` replace STORE_ARGS (a cluster node's, a sentinel's); `config` is a file the server
+    reads first (a sentinel's, which it also rewrites)."""
+
+    def __init__(self, folder: Path, port: int | None = None, args: Sequence[str] = STORE_ARGS,
+                 config: Path | None = None) -> None:
         self.folder = folder
         self.port = port or free_port()
+        self.args = list(args)
+        self.config = config
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -25,10 +36,10 @@ class RedisServer:
         binary = shutil.which("redis-server")
         assert binary is not None, "redis-server is not installed (scripts/test installs it)"
         self.folder.mkdir(parents=True, exist_ok=True)
+        config = [str(self.config)] if self.config is not None else []
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.folder), "--maxmemory", "64mb",
-             "--maxmemory-policy", "allkeys-lru"],
+            [binary, *config, "--port", str(self.port), "--bind", "127.0.0.1",
+             "--dir", str(self.folder), *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout

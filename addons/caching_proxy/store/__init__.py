@@ -1,4 +1,5 @@
-"""Response stores: diskcache on this machine (the default), or Redis shared by machines.
+"""Response stores: diskcache on this machine (the default), or Redis shared by machines (one
+server, Sentinel or a Redis Cluster: store/redis_clients.py).
 
 `Store` (store/layout.py) is the variant layout the addon and the CLI use, written once over a
 small Backend interface (store/backend.py) that store/disk.py and store/redis_store.py implement.
@@ -11,8 +12,7 @@ from caching_proxy.store.base import Usage, VaryIndex, variant_key
 from caching_proxy.store.disk import DEFAULT_LRU_INTERVAL, DEFAULT_SIZE_LIMIT, DiskStore
 from caching_proxy.store.layout import Store
 from caching_proxy.store.memory import MemoryTier
-
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+from caching_proxy.store.redis_clients import SCHEMES as REDIS_SCHEMES
 
 __all__ = ["DEFAULT_SIZE_LIMIT", "DiskStore", "EntryTooLarge", "Store", "Unreadable", "Usage",
            "VaryIndex", "is_redis_url", "open_store", "variant_key"]
@@ -22,7 +22,8 @@ def open_store(
     location: str, size_limit: int = DEFAULT_SIZE_LIMIT, lru_interval: float = DEFAULT_LRU_INTERVAL,
     memory_size: int = 0, timeout: float = 1.0,
 ) -> Store:
-    """The store at `location`: a redis:// (rediss://, unix://) URL, else a diskcache folder.
+    """The store at `location`: a Redis URL (redis://, rediss://, unix://, redis+cluster://,
+    redis+sentinel://), else a diskcache folder.
     Redis bounds its size itself (maxmemory), so `size_limit` and `lru_interval` are diskcache's.
     `memory_size` > 0 puts a memory tier of that many bytes in front (store/memory.py).
     `timeout` bounds each Redis call (socket timeouts)."""

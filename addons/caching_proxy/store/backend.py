@@ -14,7 +14,7 @@ things: groups, locks, counters and use counts.
 - *Counters* are integers shared by every process, kept apart from the values and by `clear`.
 - A *use count* (`count_use`) is an integer per key with an expiry, incremented and given a new
   expiry in one atomic step (diskcache: `incr` and `touch` in one transaction; Redis: INCR and
-  PEXPIRE in one MULTI), so every process on the store counts into the same number: a rule's
+  PEXPIRE in one Lua script), so every process on the store counts into the same number: a rule's
   `min_uses` admits a response on the N-th request for its key whichever instance gets it.
   Kept apart from the values (`scan` never lists one); `clear` removes them.
 
@@ -28,12 +28,14 @@ A later kind of data fits them too:
   its variant key (`variant + SEP + offset`), each chunk a value of its own; a chunk map in the
   response's record, like the VaryIndex, names what is needed to serve a range.
 
-Guarantees every backend gives: each call is atomic on its own (diskcache: one SQLite
-transaction; Redis: one command, MULTI or Lua script), and every process (diskcache: on this
-machine; Redis: on any machine) sees the same data. Calls are not atomic with each other: the
-layout is written so that any interleaving of two processes' calls leaves a state it serves
-correctly. Failures of the medium surface as OSError (Redis: StoreUnavailable) or
-sqlite3.Error, which the addon turns into pass-through.
+Guarantees every backend gives: each call is atomic on its own for each key it names (diskcache:
+one SQLite transaction for the whole call; Redis: one command or Lua script per key, with its
+group's set, in the key's Cluster slot: a call over many keys is not atomic across them), and
+every process (diskcache: on this machine; Redis: on any machine) sees the same data. Calls are
+not atomic with each other: the layout is written so that any interleaving of two processes'
+calls (or of the keys of one Redis call) leaves a state it serves correctly. Failures of the
+medium surface as OSError (Redis: StoreUnavailable) or sqlite3.Error, which the addon turns into
+pass-through.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ import os
 import struct
 import threading
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 SLOTS = 4096
@@ -94,13 +95,18 @@ class SubscribedGenerations:
     latency, typically milliseconds after the writing command returned). While the subscription
     is down (Redis restarting, a network cut), `read` never returns the same token twice, so no
     copy is used; once it is back, every counter is bumped, so copies taken before are dropped.
+    On a Redis Cluster every node forwards each PUBLISH to all the others (one more hop, over
+    the cluster bus), so the subscription is on any one primary, and after that node fails it is
+    made again on the next (redis_clients.Clients.pubsub); on Sentinel it follows the master.
     """
 
-    def __init__(self, client: Any, channel: str) -> None:
+    def __init__(self, connect: Callable[[], Any], channel: str) -> None:
         self._counts = [0] * (SLOTS + 1)
         self._up = False
         self._stop = threading.Event()
-        self._pubsub = client.pubsub()
+        # A new PubSub after each failure (on a cluster, on another node)
+        self._connect = connect
+        self._pubsub: Any = None
         self._channel = channel
         self._thread = threading.Thread(target=self._listen, name="caching-proxy redis changes",
                                         daemon=True)
@@ -109,6 +115,8 @@ class SubscribedGenerations:
     def _listen(self) -> None:
         while not self._stop.is_set():
             try:
+                if self._pubsub is None:
+                    self._pubsub = self._connect()
                 if not self._pubsub.subscribed:
                     self._pubsub.subscribe(self._channel)
                 message = self._pubsub.get_message(timeout=1.0)
@@ -130,8 +138,10 @@ class SubscribedGenerations:
     def _down(self) -> None:
         self._up = False
         self._counts[SLOTS] += 1
-        with contextlib.suppress(Exception):
-            self._pubsub.reset()  # a fresh connection and subscription next time
+        pubsub, self._pubsub = self._pubsub, None  # a fresh one next time
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                pubsub.close()
 
     def read(self, url: str) -> object:
         if not self._up:
@@ -141,5 +151,6 @@ class SubscribedGenerations:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(2)
-        with contextlib.suppress(Exception):
-            self._pubsub.close()
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                self._pubsub.close()

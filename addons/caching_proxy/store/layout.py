@@ -18,10 +18,12 @@
   without the body crossing the network), and it can still answer stale where
   stale-while-revalidate, stale-if-error or --use-stale allow, as after Fastly's soft purge.
 
-Concurrency: each backend call is atomic, calls are not atomic together. Whatever order two
-processes' calls interleave in, a lookup reaches only a variant of the index's own generation,
-so it never serves a variant selected by other fields or one a purge removed; the worst a race
-leaves is an unreachable variant that expires by itself (or a miss, refilled).
+Concurrency: each backend call is atomic per key (Redis: a call over many keys, such as the
+deletes of a purge, goes key by key, node by node on a Cluster), calls are not atomic together.
+Whatever order two processes' calls (and the keys within them) interleave in, a lookup reaches
+only a variant of the index's own generation, so it never serves a variant selected by other
+fields or one a purge removed; the worst a race leaves is an unreachable variant that expires by
+itself (or a miss, refilled).
 
 A record that cannot be decoded (another version's, garbage) is treated as absent and deleted
 when met; it never makes a lookup, put or delete fail.

@@ -1,0 +1,283 @@
+"""The Redis store on a real Redis Cluster (three masters, each with a replica) and on a real
+Sentinel setup: two proxy processes share hits and purges (by URL with its Vary variants, by tag,
+soft, clear), seen by each other's memory tier; --stats and --list cover every master; then a
+master is killed (SIGKILL): answers stay the right bytes, and hits resume once its replica is
+promoted. A counting origin proves each HIT (its count does not move)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from caching_proxy.keys import primary_key
+from caching_proxy.store import open_store
+from caching_proxy.store.redis_keys import redis_key
+from support.client import Response, fetch
+from support.origin import Origin
+from support.proxy import Proxy, cli
+from support.redis_cluster import (
+    LocalCluster,
+    LocalSentinel,
+    require_redis_tools,
+    wait_subscribed,
+)
+
+FRESH = ("Cache-Control", "max-age=600")
+FAILOVER_BOUND = 15.0  # seconds for hits to resume after a master is killed
+# A change reaches another proxy's memory tier once its message crosses the cluster bus: well
+# under a millisecond mostly, about 40 ms at times (README, "The memory tier").
+TOLD_WITHIN = 1.0
+VARIANTS = ({"Accept": "a/b"}, {"Accept": "c/d"})
+S = TypeVar("S", LocalCluster, LocalSentinel)
+
+
+@pytest.fixture(scope="module")
+def shared_origin() -> Iterator[Origin]:
+    server = Origin()
+    yield server
+    server.stop()
+
+
+def running(setup: S) -> Iterator[S]:
+    require_redis_tools()
+    setup.start()
+    yield setup
+    setup.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    yield from running(LocalCluster(tmp_path_factory.mktemp("cluster")))
+
+
+@pytest.fixture(scope="module")
+def sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSentinel]:
+    yield from running(LocalSentinel(tmp_path_factory.mktemp("sentinel")))
+
+
+def proxy_pair(origin: Origin, store: str, folder: Path, ports: list[int]) -> Iterator[list[Proxy]]:
+    """Two proxies on `store`, once both listen for changes on the servers at `ports`."""
+    proxies = [Proxy(origin.url, folder / name, "--store", store, "--quiet") for name in "ab"]
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(Proxy.start, proxies))
+    wait_subscribed(ports, 2)
+    yield proxies
+    for p in proxies:
+        p.stop()
+
+
+@pytest.fixture(scope="module")
+def on_cluster(cluster: LocalCluster, shared_origin: Origin,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Proxy]]:
+    yield from proxy_pair(shared_origin, cluster.url, tmp_path_factory.mktemp("on-cluster"),
+                          [node.port for node in cluster.nodes])
+
+
+@pytest.fixture(scope="module")
+def on_sentinel(sentinel: LocalSentinel, shared_origin: Origin,
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Proxy]]:
+    yield from proxy_pair(shared_origin, sentinel.url, tmp_path_factory.mktemp("on-sentinel"),
+                          [sentinel.master.port])
+
+
+def key_of(origin: Origin, path: str) -> str:
+    return primary_key("http", "127.0.0.1", origin.port, path)
+
+
+def paths_by_master(cluster: LocalCluster, origin: Origin, prefix: str,
+                    per_master: int) -> dict[int, list[str]]:
+    """`per_master` new paths whose keys each master holds."""
+    slots = cluster.slots()
+    found: dict[int, list[str]] = {port: [] for port in set(slots.values())}
+    for i in range(10_000):
+        path = f"/{prefix}{i}"
+        mine = found[cluster.master_of(redis_key(key_of(origin, path)), slots)]
+        if len(mine) < per_master:
+            mine.append(path)
+        if all(len(paths) == per_master for paths in found.values()):
+            return found
+    raise AssertionError("no spread of paths found")
+
+
+def stored_and_hit(origin: Origin, a: Proxy, b: Proxy, path: str, *fields: tuple[str, str],
+                   variants: tuple[dict[str, str], ...] = ({},)) -> None:
+    """Each of `variants` (request fields) of `path` fetched by `a`, then a HIT on `b` three
+    times (the memory tier keeps a copy from its second read on)."""
+    origin.route(path, 200, [FRESH, *fields], f"body of {path}".encode())
+    before = origin.count(path)
+    for headers in variants:
+        assert fetch(a.url + path, headers=headers).x_cache == "MISS"
+    for headers in variants:
+        for _ in range(3):
+            hit = fetch(b.url + path, headers=headers)
+            assert (hit.x_cache, hit.body) == ("HIT", f"body of {path}".encode())
+    assert origin.count(path) == before + len(variants)
+
+
+def refetched(origin: Origin, proxy: Proxy, path: str,
+              headers: dict[str, str] | None = None) -> Response:
+    """`proxy`'s answer for `path` once it goes to the origin again, as it must within
+    TOLD_WITHIN of a purge elsewhere (until then its memory tier may still answer)."""
+    before = origin.count(path)
+    deadline = time.monotonic() + TOLD_WITHIN
+    while True:
+        answer = fetch(proxy.url + path, headers=headers)
+        if origin.count(path) > before:
+            return answer
+        assert time.monotonic() < deadline, f"{path} still answered from the store"
+        time.sleep(0.01)
+
+
+def json_of(*args: str) -> Any:
+    done = cli(*args, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+# -- Redis Cluster ----------------------------------------------------------------------------
+
+
+def test_hits_shared_and_listed_on_every_master(
+        cluster: LocalCluster, shared_origin: Origin, on_cluster: list[Proxy]) -> None:
+    a, b = on_cluster
+    spread = paths_by_master(cluster, shared_origin, "spread", per_master=2)
+    paths = [path for paths in spread.values() for path in paths]
+    for path in paths:
+        stored_and_hit(shared_origin, a, b, path)
+    rows = json_of("--store", cluster.url, "--list")["entries"]
+    listed = {row["url"] for row in rows}
+    assert {key_of(shared_origin, path) for path in paths} <= listed
+    assert json_of("--store", cluster.url, "--stats")["stats"]["entries"] == len(rows)
+
+
+def test_url_purge_takes_every_variant_on_both_proxies(
+        shared_origin: Origin, on_cluster: list[Proxy]) -> None:
+    a, b = on_cluster
+    stored_and_hit(shared_origin, a, b, "/vary", ("Vary", "Accept"), variants=VARIANTS)
+    assert fetch(a.url + "/vary", method="PURGE").status == 200
+    for accept in ("a/b", "c/d"):  # B's memory copies went with the store's
+        again = refetched(shared_origin, b, "/vary", {"Accept": accept})
+        assert again.x_cache == "MISS"
+    assert shared_origin.count("/vary") == 4
+
+
+def test_tag_purge_on_one_proxy_reaches_the_other(
+        cluster: LocalCluster, shared_origin: Origin, on_cluster: list[Proxy]) -> None:
+    a, b = on_cluster
+    tagged = [paths[0] for paths in paths_by_master(cluster, shared_origin, "tag", 1).values()]
+    for path in tagged:
+        stored_and_hit(shared_origin, a, b, path, ("Surrogate-Key", "group-x"))
+    purged = fetch(a.url + "/", method="PURGE", headers={"Surrogate-Key": "group-x"})
+    assert json.loads(purged.body) == {"purged": len(tagged), "tags": ["group-x"]}
+    assert [refetched(shared_origin, b, path).x_cache for path in tagged] == ["MISS"] * len(
+        tagged)
+
+
+def test_soft_purge_makes_the_other_proxy_revalidate(
+        shared_origin: Origin, on_cluster: list[Proxy]) -> None:
+    a, b = on_cluster
+    stored_and_hit(shared_origin, a, b, "/soft", ("ETag", '"v1"'))
+    soft = fetch(a.url + "/soft", method="PURGE", headers={"Fastly-Soft-Purge": "1"})
+    assert soft.status == 200
+    again = refetched(shared_origin, b, "/soft")
+    assert again.body == b"body of /soft" and shared_origin.count("/soft") == 2
+    assert shared_origin.seen[-1].header("If-None-Match") == '"v1"'
+
+
+def test_clear_empties_every_master(
+        cluster: LocalCluster, shared_origin: Origin, on_cluster: list[Proxy]) -> None:
+    a, b = on_cluster
+    paths = [p[0] for p in paths_by_master(cluster, shared_origin, "clear", 1).values()]
+    for path in paths:
+        stored_and_hit(shared_origin, a, b, path)
+    done = cli("--store", cluster.url, "--clear-cache")
+    assert done.returncode == 0, done.stderr
+    assert json_of("--store", cluster.url, "--stats")["stats"]["entries"] == 0
+    assert [refetched(shared_origin, b, path).x_cache for path in paths] == ["MISS"] * len(
+        paths)
+
+
+def test_a_killed_master_fails_over_without_wrong_bytes(
+        cluster: LocalCluster, shared_origin: Origin, on_cluster: list[Proxy]) -> None:
+    a, b = on_cluster
+    # A memory tier's subscriber in this process, on the master about to die: it must move.
+    watcher = open_store(cluster.url, memory_size=1 << 20)
+    changes = watcher.backend.changes
+    wait_until(lambda: changes.read("x") == changes.read("x"), "subscribed")
+    victim = changes._pubsub.get_pubsub_node().port
+    slots = cluster.slots()
+    spread = paths_by_master(cluster, shared_origin, "fo", per_master=2)
+    paths = [path for paths in spread.values() for path in paths]
+    for path in paths:
+        stored_and_hit(shared_origin, a, b, path)
+    probes = iter(paths_by_master(cluster, shared_origin, "probe", 200)[victim])
+    cluster.kill(victim)
+    started = time.monotonic()
+    while True:
+        assert time.monotonic() - started < FAILOVER_BOUND, "no hits after the failover"
+        for proxy in (a, b):  # right bytes, from the store or passed through
+            answers = [(path, fetch(proxy.url + path)) for path in paths]
+            assert [(r.status, r.body) for _, r in answers] == [
+                (200, f"body of {path}".encode()) for path, _ in answers]
+        probe = next(probes)  # a new URL in the dead master's slots
+        shared_origin.route(probe, 200, [FRESH], b"probe")
+        fetch(a.url + probe)
+        if fetch(b.url + probe).x_cache == "HIT" and shared_origin.count(probe) == 1:
+            break
+    assert cluster.master_of(redis_key(key_of(shared_origin, spread[victim][0]))) != victim
+    assert slots != cluster.slots()
+    for path in spread[victim]:  # hits again on the dead master's keys, now on its replica
+        fetch(a.url + path)
+        assert fetch(b.url + path).x_cache == "HIT"
+    # The subscriber moved to a live primary, and hears writes again.
+    wait_until(lambda: changes.read("y") == changes.read("y"), "subscribed again")
+    before = changes.read(key_of(shared_origin, paths[0]))
+    assert fetch(a.url + paths[0], method="PURGE").status == 200
+    wait_until(lambda: changes.read(key_of(shared_origin, paths[0])) != before, "told")
+    watcher.close()
+
+
+def wait_until(check: Any, what: str, timeout: float = FAILOVER_BOUND) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"not {what} within {timeout} s"
+        time.sleep(0.05)
+
+
+# -- Sentinel ---------------------------------------------------------------------------------
+
+
+def test_sentinel_shares_hits_and_purges(
+        shared_origin: Origin, on_sentinel: list[Proxy]) -> None:
+    a, b = on_sentinel
+    stored_and_hit(shared_origin, a, b, "/s/vary", ("Vary", "Accept"), variants=VARIANTS)
+    assert fetch(a.url + "/s/vary", method="PURGE").status == 200
+    assert refetched(shared_origin, b, "/s/vary", {"Accept": "a/b"}).x_cache == "MISS"
+
+
+def test_sentinel_master_killed_hits_resume_on_the_promoted_replica(
+        sentinel: LocalSentinel, shared_origin: Origin, on_sentinel: list[Proxy]) -> None:
+    a, b = on_sentinel
+    paths = [f"/s/fo{i}" for i in range(4)]
+    for path in paths:
+        stored_and_hit(shared_origin, a, b, path)
+    sentinel.master.kill()
+    started = time.monotonic()
+    for attempt in range(10_000):
+        assert time.monotonic() - started < FAILOVER_BOUND, "no hits after the failover"
+        for proxy in (a, b):
+            assert [(r.status, r.body) for r in (fetch(proxy.url + p) for p in paths)] == [
+                (200, f"body of {path}".encode()) for path in paths]
+        probe = f"/s/probe{attempt}"
+        shared_origin.route(probe, 200, [FRESH], b"probe")
+        fetch(a.url + probe)
+        if fetch(b.url + probe).x_cache == "HIT" and shared_origin.count(probe) == 1:
+            break
+    assert sentinel.master_port() == sentinel.replica.port
+
