@@ -12,14 +12,15 @@
 default to 6379 (26379 for sentinels).
 
 Each client has short socket timeouts and no retries of its own (redis-py's Retry with 0
-retries), so during an outage a request fails at once and passes through to the origin.
+retries), so during an outage a request fails at once and passes through to the origin. The
+memory tier's change subscriptions (store/generations.py) are on the store's client, or on a
+cluster one plain connection per primary (`Clients.change_nodes`, `Clients.pubsub`).
 
 Only what parses URLs is imported here at module level: option checks use it without redis-py.
 """
 
 from __future__ import annotations
 
-import random
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -105,7 +106,7 @@ class Clients:
         # Any: redis-py's annotations mix its sync and async return types.
         self._client: Any = None
         self._lock = threading.Lock()
-        self._next_node = random.randrange(1 << 16)  # spreads proxies' subscriptions over nodes
+        self._primaries: list[tuple[str, int]] = []  # as change_nodes() last read them
         self.errors: tuple[type[Exception], ...] = (
             redis.RedisError, redis.exceptions.RedisClusterException)
 
@@ -117,26 +118,35 @@ class Clients:
 
     def _make(self) -> Any:
         import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
 
         a = self.address
-        socket = {"socket_timeout": self.timeout, "socket_connect_timeout": self.timeout}
-        common: dict[str, Any] = {**socket, "health_check_interval": 30}
         if a.kind == "redis":
-            return redis.Redis.from_url(a.url, **common, retry=Retry(NoBackoff(), 0))
-        common.update(username=a.username, password=a.password)
+            return redis.Redis.from_url(a.url, **self._options(auth=False))
         if a.kind == "cluster":
             from redis.cluster import ClusterNode, RedisCluster
 
             # retry: none on errors; MOVED and ASK are still followed (not retries to redis-py).
             return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in a.nodes],
-                                retry=Retry(NoBackoff(), 0), **common)
+                                **self._options())
         from redis.sentinel import Sentinel
 
-        sentinels = Sentinel(list(a.nodes),
-                             sentinel_kwargs={**socket, "retry": Retry(NoBackoff(), 0)})
-        return sentinels.master_for(a.service, db=a.db, retry=Retry(NoBackoff(), 0), **common)
+        sentinels = Sentinel(list(a.nodes), sentinel_kwargs=self._options(auth=False, health=0))
+        return sentinels.master_for(a.service, db=a.db, **self._options())
+
+    def _options(self, auth: bool = True, health: int = 30) -> dict[str, Any]:
+        """A connection's short timeouts and no retries (redis-py's Retry with 0 retries);
+        `auth`: the URL's user and password (a plain URL's are in the URL itself)."""
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        options: dict[str, Any] = {"socket_timeout": self.timeout,
+                                   "socket_connect_timeout": self.timeout,
+                                   "retry": Retry(NoBackoff(), 0)}
+        if health:
+            options["health_check_interval"] = health
+        if auth:
+            options.update(username=self.address.username, password=self.address.password)
+        return options
 
     def failed(self, error: Exception) -> None:
         """After `error` from a call: a cluster client that failed on its own bookkeeping (no
@@ -149,20 +159,48 @@ class Clients:
             if old is not None:
                 old.close()
 
-    def pubsub(self) -> Any:
-        """A new PubSub for the change channel. On a cluster, where every node delivers every
-        message, each call takes the next primary known, so a subscriber whose node died
-        resubscribes on another one (the dead one stays listed until the slot map is read
-        again)."""
-        client = self.client()
+    def change_nodes(self) -> list[str]:
+        """Where to hear the change channel: on a cluster, every primary as "host:port", from
+        CLUSTER SLOTS on the first node that answers (the primaries last seen, then the URL's
+        nodes; each on a connection of its own, so this is a fresh view, never the slot map
+        the store's client cached); else [""], the store's own server or Sentinel's master."""
         if self.address.kind != "cluster":
-            return client.pubsub()
-        primaries = client.get_primaries()
-        self._next_node += 1
-        return client.pubsub(node=primaries[self._next_node % len(primaries)])
+            return [""]
+        error: Exception = ConnectionError("no node of the cluster answered")
+        for host, port in dict.fromkeys([*self._primaries, *self.address.nodes]):
+            try:
+                with self._node(host, port) as node:
+                    slots = node.execute_command("CLUSTER SLOTS")
+            except self.errors as e:
+                error = e
+                continue
+            # An empty host is the node asked (a one-node cluster reports no address).
+            primaries = sorted({(_text(entry[2][0]) or host, int(entry[2][1]))
+                                for entry in slots})
+            if primaries:
+                self._primaries = primaries
+                return [f"{h}:{p}" for h, p in primaries]
+        raise error
+
+    def pubsub(self, node: str = "") -> Any:
+        """A new PubSub for the change channel on `node`, one of `change_nodes()`: a cluster
+        primary on a plain connection to it alone; "" on the store's own client."""
+        if not node:
+            return self.client().pubsub()
+        host, _, port = node.rpartition(":")
+        return self._node(host, int(port)).pubsub()
+
+    def _node(self, host: str, port: int) -> Any:
+        import redis
+
+        return redis.Redis(host=host, port=port, **self._options())
 
     def close(self) -> None:
         with self._lock:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

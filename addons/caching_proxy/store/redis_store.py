@@ -334,7 +334,7 @@ class RedisBackend:
 
     def subscribe_changes(self) -> SubscribedGenerations:
         """Change counters fed by every proxy's writes (for a memory tier)."""
-        return SubscribedGenerations(self._clients.pubsub, CHANGES)
+        return SubscribedGenerations(self._clients.change_nodes, self._clients.pubsub, CHANGES)
 
     # -- locks and counters --------------------------------------------------------------------
 
