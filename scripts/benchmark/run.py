@@ -115,6 +115,8 @@ def rows(entries: int) -> list[Row]:
             "1 KB"),
         Row("flaskdev", "naive Flask cache, Flask dev server", "flask-dev",
             Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
+        Row("gunicorn1", "naive Flask cache, gunicorn -w 1", "flask-gunicorn1",
+            Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
         Row("gunicorn", "naive Flask cache, gunicorn -w 2", "flask-gunicorn",
             Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
         # --compare REF: the same hit and miss rows on the checkout REF, in the same rounds.
@@ -199,6 +201,8 @@ def server_commands(
         "flask-dev": ([sys.executable, "-m", "benchmark.naive_flask", "--port", "{port}"], naive),
         "flask-gunicorn": ([str(BIN / "gunicorn"), "-w", "2", "-b", "127.0.0.1:{port}",
                             "--pythonpath", str(SCRIPTS), "benchmark.naive_flask:app"], naive),
+        "flask-gunicorn1": ([str(BIN / "gunicorn"), "-w", "1", "-b", "127.0.0.1:{port}",
+                             "--pythonpath", str(SCRIPTS), "benchmark.naive_flask:app"], naive),
     }
     if has_workers_option():
         commands["proxy-workers2"] = (proxy("workers2", "--workers", "2"), {})
@@ -280,7 +284,7 @@ def prefill(started: dict[str, servers.Server], notes: list[str]) -> None:
         f"/t1k/h{i}" for i in range(SMALL_KEYS)]
     for name in ("proxy", "proxy-mem", "proxy-workers2", "proxy-redis", "proxy-redis-nomem",
                  "proxy-redis2", "proxy-cluster", "proxy-cluster-nomem",
-                 "base-proxy", "flask-dev", "flask-gunicorn"):
+                 "base-proxy", "flask-dev", "flask-gunicorn", "flask-gunicorn1"):
         server = started.get(name)
         if server is None:
             continue
@@ -423,7 +427,15 @@ def targets(by_target: dict[str, float], growth: dict[str, float], entries: int)
               growth.get("walk"), 10.0, False, "%"),
         check("--workers 2 >= 1.6x one worker", r("workers2", "hit1k"), 1.6, True),
         check("one worker > naive Flask dev server", r("hit1k", "flaskdev"), 1.0, True),
+        check("one worker > naive gunicorn -w 1", r("hit1k", "gunicorn1"), 1.0, True),
         check("--workers 2 > naive gunicorn -w 2", r("workers2", "gunicorn"), 1.0, True),
+        # Issue 17's targets.
+        check("one worker >= 4x plain mitmdump on hits", r("hit1k", "mitmdump1k"), 4.0, True),
+        check("--workers 2 >= 1.25x naive gunicorn -w 2", r("workers2", "gunicorn"), 1.25, True),
+        check("Redis Cluster hits (memory tier) vs one Redis (no target)",
+              r("hitcluster", "redis1"), 0.0, True),
+        check("Redis Cluster memory tier on vs off (no target)",
+              r("hitcluster", "clusternomem"), 0.0, True),
         *([check("hit 1 KB >= 0.95x the previous checkout", r("hit1k", "hit1k-base"), 0.95, True),
            check("miss >= 0.95x the previous checkout", r("miss", "miss-base"), 0.95, True)]
           if "hit1k-base" in by_target else []),

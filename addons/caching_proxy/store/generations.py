@@ -197,10 +197,10 @@ class SubscribedGenerations:
         with self._lock:
             listeners, self._listeners = list(self._listeners.values()), {}
             self._set_up()
+        # Not joined: each ends within WAIT, once its get_message returns (daemon threads), and
+        # a proxy's shutdown need not wait for that.
         for listener in listeners:
             listener.stopped.set()
-        for listener in listeners:
-            listener.thread.join(2)
 
 
 class _Listener:
