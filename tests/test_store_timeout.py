@@ -4,6 +4,7 @@ answers again (SIGCONT). A real proxy, a real redis-server, a counting origin.""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -15,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from caching_proxy.store.guarded import GuardedStore
+from caching_proxy.store.redis_store import RedisStore
 from support.client import fetch
 from support.origin import Origin
 from support.redis_server import RedisServer
@@ -70,3 +73,52 @@ def test_a_stopped_redis_costs_a_request_the_store_timeout_at_most(
         assert time.monotonic() < deadline, "caching did not resume"
         time.sleep(0.3)
     assert "cache store unavailable" in proxy.output
+
+
+def test_locks_on_a_stopped_redis_never_hold_the_event_loop(redis_server: RedisServer) -> None:
+    # The store API as the hooks use it (GuardedStore), on the real server: the fill lock is
+    # taken in a thread and waited for the store timeout at most, and a release is not waited
+    # for, so the loop goes on running other work (a ticker here) while Redis hangs.
+    store = GuardedStore(RedisStore(redis_server.url, timeout=0.25), shared=True, remote=True,
+                         timeout=0.25)
+    assert redis_server.proc is not None
+
+    async def main() -> None:
+        held = await store.acquire_off_loop("/held", 30)
+        assert held  # a real token while Redis answers
+        assert await store.acquire_off_loop("/held", 30) is None  # held: another fills
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        ticker = asyncio.create_task(tick())
+        os.kill(redis_server.proc.pid, signal.SIGSTOP)
+        try:
+            began = time.monotonic()
+            got = await store.acquire_off_loop("/other", 30)
+            waited = time.monotonic() - began
+            released_in = time.monotonic()
+            store.release("/held", held)
+            released_in = time.monotonic() - released_in
+            assert got == ""  # failed: the caller goes ahead uncoordinated
+            assert waited < 0.6, waited  # the 0.25 s store timeout and the machine
+            assert released_in < 0.05, released_in  # not waited for
+            assert ticks >= 10, ticks  # the loop ran throughout
+        finally:
+            os.kill(redis_server.proc.pid, signal.SIGCONT)
+            ticker.cancel()
+        await asyncio.sleep(1.2)  # the silent second after a timeout, then Redis again
+        deadline = time.monotonic() + 10
+        while (token := await store.acquire_off_loop("/again", 30)) in ("", None):
+            assert time.monotonic() < deadline, "locks did not come back"
+            await asyncio.sleep(0.2)
+        store.release("/again", token)
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()

@@ -81,11 +81,30 @@ class Coalescer:
             return self._wait_local(flow, state, headers, pending, bound)
         store_token = None
         if store.shared:
+            if store.remote:
+                return self._lead_over_network(flow, state, headers, bound)
             store_token = store.acquire(state.key, bound)
             if store_token is None:
                 return self._wait_other(flow, state, headers, bound)
         state.fill = Fill(state.key, self.fills.lead(state.key), store_token)
         return None
+
+    async def _lead_over_network(self, flow: http.HTTPFlow, state: FlowState,
+                                 headers: list[tuple[str, str]], bound: float) -> None:
+        """`begin` with the store's lock taken off the event loop (a network store)."""
+        store = self.shared.store
+        if store is None:
+            return
+        token = await store.acquire_off_loop(state.key, bound)
+        if token is None:
+            await self._wait_other(flow, state, headers, bound)
+            return
+        pending = self.fills.waiting_on(state.key, bound)
+        if pending is not None:  # another request of this process began leading meanwhile
+            store.release(state.key, token)
+            await self._wait_local(flow, state, headers, pending, bound)
+            return
+        state.fill = Fill(state.key, self.fills.lead(state.key), token)
 
     def finish(self, state: FlowState) -> None:
         """The flow's fill is over (stored, not storable, or failed): wake its waiters."""
@@ -113,7 +132,7 @@ class Coalescer:
             store = self.shared.store
             if store is None:
                 return
-            token = store.acquire(state.key, bound)
+            token = await store.acquire_off_loop(state.key, bound)
             if token is not None:
                 # The other fill ended without a usable answer: this request fills instead.
                 if await self._answer_collapsed(flow, state, headers):

@@ -110,10 +110,6 @@ class Refresher:
         if store is None or key in self._running or len(self._running) >= MAX_RUNNING:
             return
         timeout = self.shared.settings.refresh_timeout
-        lock = key + REFRESH_LOCK
-        token = store.acquire(lock, timeout)
-        if token is None:
-            return  # another process refreshes it
         request = flow.request.copy()
         request.method = "GET"
         for name in CONDITIONAL_FIELDS:
@@ -127,10 +123,25 @@ class Refresher:
             request_time=self.shared.clock())
         self._running.add(key)
         task = asyncio.get_running_loop().create_task(
-            self._run(key, refresh, timeout, self.shared.settings.max_object_size))
+            self._locked(key, refresh, timeout, self.shared.settings.max_object_size))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        task.add_done_callback(lambda _: store.release(lock, token))
+
+    async def _locked(self, key: str, flow: http.HTTPFlow, timeout: float,
+                      max_size: int) -> None:
+        """`_run` under the store's refresh lock of `key` (taken off the loop for a network
+        store): once across processes."""
+        store = self.shared.store
+        lock = key + REFRESH_LOCK
+        token = await store.acquire_off_loop(lock, timeout) if store is not None else ""
+        if token is None:
+            self._running.discard(key)
+            return  # another process refreshes it
+        try:
+            await self._run(key, flow, timeout, max_size)
+        finally:
+            if store is not None:
+                store.release(lock, token)
 
     async def _run(self, key: str, flow: http.HTTPFlow, timeout: float, max_size: int) -> None:
         try:

@@ -7,9 +7,11 @@ and once more when reads work again. Values over OFF_LOOP_BYTES are read and wri
 thread. With a network store (`remote`: Redis) every lookup and every response write leaves
 the event loop, unless the memory tier answers, and a request waits `timeout` seconds for it
 at most, then passes through; for a second after such a timeout every other call answers
-"unavailable" at once. Locks and counters of misses stay on the loop, bounded by the client's
-socket timeout (the same `timeout`). The wrapped store's own guarantees (what is atomic, what
-is shared across processes) are unchanged; see store/layout.py.
+"unavailable" at once. The fill and refresh locks leave the loop the same way
+(`acquire_off_loop`; a release is not waited for); only `min_uses` counts stay on the loop,
+bounded by the client's socket timeout (the same `timeout`). The wrapped store's own
+guarantees (what is atomic, what is shared across processes) are unchanged; see
+store/layout.py.
 """
 
 from __future__ import annotations
@@ -71,9 +73,12 @@ class GuardedStore:
         try:
             return await asyncio.wait_for(read, self.timeout)
         except TimeoutError:
-            self.warn(TimeoutError(f"no answer within the store timeout ({self.timeout} s)"))
-            self._silent_until = time.monotonic() + SILENT_AFTER_TIMEOUT
+            self._timed_out()
             return None
+
+    def _timed_out(self) -> None:
+        self.warn(TimeoutError(f"no answer within the store timeout ({self.timeout} s)"))
+        self._silent_until = time.monotonic() + SILENT_AFTER_TIMEOUT
 
     async def lookup_any(self, key: str, headers: Headers) -> Entry | None:
         """`lookup`, moving to a thread when the value is large."""
@@ -128,13 +133,37 @@ class GuardedStore:
         failed: str | None = ""
         return self.value(failed, self.store.acquire, name, ttl)
 
+    async def acquire_off_loop(self, name: str, ttl: float) -> str | None:
+        """`acquire`, for a network store in a worker thread and waiting the store timeout at
+        most: then "", as when the store failed. (A lock the thread takes after that is
+        nobody's, and lapses after `ttl`: other processes wait for it that long at most.)"""
+        if not self.remote:
+            return self.acquire(name, ttl)
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(self.acquire, name, ttl),
+                                          self.timeout)
+        except TimeoutError:
+            self._timed_out()
+            return ""
+
     def count_use(self, key: str, window: float) -> int:
         """Store.count_use; 0 when the store failed (nothing is stored then anyway)."""
         return self.value(0, self.store.count_use, key, window)
 
     def release(self, name: str, token: str) -> None:
-        if token:
-            self.done(self.store.release, name, token)
+        """Give the lock back; for a network store in a worker thread, not waited for (nobody
+        needs its answer, and it must not hold up the event loop)."""
+        if not token:
+            return
+        if self.remote:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no event loop (one-shot commands): on this thread
+                pass
+            else:
+                loop.run_in_executor(None, self.done, self.store.release, name, token)
+                return
+        self.done(self.store.release, name, token)
 
     def flush(self) -> None:
         self.done(self.store.flush)
