@@ -7,6 +7,7 @@ change subscriptions move to it. A counting origin proves each HIT (its count do
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -215,6 +216,30 @@ def test_clear_empties_every_master(
 # purged copy: the subscriber's own latency on one machine, with room for a loaded test host.
 PURGE_ALLOWANCE = 0.010
 PURGES = 51  # 17 per master, one master after another
+
+
+def test_locks_through_the_asyncio_client_on_a_cluster_and_on_sentinel(
+        cluster: LocalCluster, sentinel: LocalSentinel) -> None:
+    # The fill lock is taken on the event loop with redis-py's asyncio client: one holder per
+    # key across processes, given back only by its token, on every kind of store.
+    async def locks(url: str) -> None:
+        store = open_store(url, timeout=1.0)
+        try:
+            for i in range(12):  # keys on every master
+                key = f"http://o/lock{i}"
+                token = await store.acquire_async(key, 30)
+                assert token, url
+                assert await store.acquire_async(key, 30) is None
+                assert store.acquire(key, 30) is None  # the sync client sees the same lock
+                assert not await store.release_async(key, "not-the-token")
+                assert await store.release_async(key, token)
+                again = await store.acquire_async(key, 30)
+                assert again and await store.release_async(key, again)
+        finally:
+            store.close()
+
+    for url in (cluster.url, sentinel.url):
+        asyncio.run(locks(url))
 
 
 def test_a_purge_on_any_master_reaches_another_memory_tier_within_milliseconds(

@@ -105,9 +105,9 @@ CACHE_OPTIONS: tuple[Option, ...] = (
            "Seconds a request waits for a network store (Redis) before it passes through to the "
            "origin; its reads and writes never hold up the event loop longer.", (
                Flag("--store-timeout", "how long a request waits for the Redis store before it "
-                    "passes through to the origin (default: {default}); lookups, writes and "
-                    "the fill lock run off the event loop, so other requests and memory-tier "
-                    "hits go on",
+                    "passes through to the origin (default: {default}); lookups and writes run "
+                    "off the event loop and the fill lock is asynchronous, so other requests "
+                    "and memory-tier hits go on",
                     metavar="SECONDS", parse=checked_by(parse_timeout)),)),
     Option("cache_size", str, "1g",
            "Upper bound of the store on disk (e.g. 500m, 1g); least recently used entries are "

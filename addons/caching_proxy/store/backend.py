@@ -101,6 +101,13 @@ class Backend(Protocol):
         """Take lock `key` for `ttl` seconds, marked with `token`, unless a live lock is there
         (atomic insert-if-absent; an expired lock counts as absent)."""
 
+    async def add_async(self, key: str, token: str, ttl: float) -> bool:
+        """`add`, never holding up the event loop longer than the backend's own timeout (for a
+        local backend: `add` itself, a short local write)."""
+
+    async def delete_if_async(self, key: str, token: str) -> bool:
+        """`delete_if`, as `add_async` is `add`."""
+
     def count_use(self, key: str, window: float) -> int:
         """Add one to the use count of `key` and make it expire `window` seconds from now, as one
         atomic step; the new count (1 when there was none or it had expired)."""

@@ -133,6 +133,12 @@ class DiskBackend:
         # diskcache's `add` is an atomic insert-if-absent; an expired row counts as absent.
         return bool(self.cache.add(LOCK_PREFIX + key, token, expire=ttl))
 
+    async def add_async(self, key: str, token: str, ttl: float) -> bool:
+        return self.add(key, token, ttl)  # a local write: as short on the loop as any other
+
+    async def delete_if_async(self, key: str, token: str) -> bool:
+        return self.delete_if(key, token)
+
     def count_use(self, key: str, window: float) -> int:
         # One transaction (BEGIN IMMEDIATE): incr (an expired count restarts at 1) and the new
         # expiry land together, whichever process counts meanwhile.

@@ -7,9 +7,10 @@ and once more when reads work again. Values over OFF_LOOP_BYTES are read and wri
 thread. With a network store (`remote`: Redis) every lookup and every response write leaves
 the event loop, unless the memory tier answers, and a request waits `timeout` seconds for it
 at most, then passes through; for a second after such a timeout every other call answers
-"unavailable" at once. The fill and refresh locks leave the loop the same way
-(`acquire_off_loop`; a release is not waited for); only `min_uses` counts stay on the loop,
-bounded by the client's socket timeout (the same `timeout`). The wrapped store's own
+"unavailable" at once. The fill and refresh locks go through redis-py's asyncio client on
+the loop, waited for `timeout` at most (`acquire_off_loop`; a release is not waited for);
+only `min_uses` counts are synchronous calls on the loop, bounded by the client's socket
+timeout (the same `timeout`). The wrapped store's own
 guarantees (what is atomic, what is shared across processes) are unchanged; see
 store/layout.py.
 """
@@ -57,6 +58,7 @@ class GuardedStore:
         self.shared = shared
         self._warned = False
         self._reads_failed = False
+        self._releases: set[asyncio.Task[None]] = set()  # kept until done (asyncio holds weakly)
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -139,11 +141,15 @@ class GuardedStore:
         nobody's, and lapses after `ttl`: other processes wait for it that long at most.)"""
         if not self.remote:
             return self.acquire(name, ttl)
+        if self._silent_until and time.monotonic() < self._silent_until:
+            return ""
         try:
-            return await asyncio.wait_for(asyncio.to_thread(self.acquire, name, ttl),
-                                          self.timeout)
+            return await asyncio.wait_for(self.store.acquire_async(name, ttl), self.timeout)
         except TimeoutError:
             self._timed_out()
+            return ""
+        except STORE_ERRORS as e:
+            self.warn(e)
             return ""
 
     def count_use(self, key: str, window: float) -> int:
@@ -161,9 +167,21 @@ class GuardedStore:
             except RuntimeError:  # no event loop (one-shot commands): on this thread
                 pass
             else:
-                loop.run_in_executor(None, self.done, self.store.release, name, token)
+                task = loop.create_task(self._release_async(name, token))
+                self._releases.add(task)
+                task.add_done_callback(self._releases.discard)
                 return
         self.done(self.store.release, name, token)
+
+    async def _release_async(self, name: str, token: str) -> None:
+        if self._silent_until and time.monotonic() < self._silent_until:
+            return  # the lock lapses by itself
+        try:
+            await asyncio.wait_for(self.store.release_async(name, token), self.timeout)
+        except TimeoutError:
+            self._timed_out()
+        except STORE_ERRORS as e:
+            self.warn(e)
 
     def flush(self) -> None:
         self.done(self.store.flush)

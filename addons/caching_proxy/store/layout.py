@@ -215,6 +215,15 @@ class Store:
         another holder may have it, and keeps it); whether it was."""
         return self.backend.delete_if(key, token)
 
+    async def acquire_async(self, key: str, ttl: float) -> str | None:
+        """`acquire` on the event loop, for a network store with its asynchronous client."""
+        token = secrets.token_hex(8)
+        return token if await self.backend.add_async(key, token, ttl) else None
+
+    async def release_async(self, key: str, token: str) -> bool:
+        """`release`, as `acquire_async` is `acquire`."""
+        return await self.backend.delete_if_async(key, token)
+
     def count_use(self, url: str, window: float) -> int:
         """Count one more request for `url`; how many there were, each within `window` seconds
         of the one before (the count expires `window` seconds after the latest, as nginx's

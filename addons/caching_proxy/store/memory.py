@@ -192,6 +192,12 @@ class MemoryTier:
     def delete_if(self, key: str, token: str) -> bool:
         return self.inner.delete_if(key, token)
 
+    async def add_async(self, key: str, token: str, ttl: float) -> bool:
+        return await self.inner.add_async(key, token, ttl)
+
+    async def delete_if_async(self, key: str, token: str) -> bool:
+        return await self.inner.delete_if_async(key, token)
+
     def usage(self) -> Usage:
         return self.inner.usage()
 

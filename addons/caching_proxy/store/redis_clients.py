@@ -107,6 +107,7 @@ class Clients:
         self._client: Any = None
         self._lock = threading.Lock()
         self._primaries: list[tuple[str, int]] = []  # as change_nodes() last read them
+        self._async: tuple[object, Any] | None = None  # (its event loop, the asyncio client)
         self.errors: tuple[type[Exception], ...] = (
             redis.RedisError, redis.exceptions.RedisClusterException)
 
@@ -195,11 +196,52 @@ class Clients:
 
         return redis.Redis(host=host, port=port, **self._options())
 
+    def async_client(self) -> Any:
+        """redis-py's asyncio client for the same address, for calls made on the event loop
+        (the store locks); one per event loop, since such a client belongs to the loop it was
+        made in, and made again after its own bookkeeping failed (see `failed`)."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._async[0] is not loop:
+            self._async = (loop, self._make_async())
+        return self._async[1]
+
+    def _make_async(self) -> Any:
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        a = self.address
+        options: dict[str, Any] = {"socket_timeout": self.timeout,
+                                   "socket_connect_timeout": self.timeout,
+                                   "retry": Retry(NoBackoff(), 0)}
+        auth: dict[str, Any] = {"username": a.username, "password": a.password}
+        if a.kind == "redis":
+            return aioredis.Redis.from_url(a.url, health_check_interval=30, **options)
+        if a.kind == "cluster":
+            from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+            return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in a.nodes],
+                                **options, **auth)
+        from redis.asyncio.sentinel import Sentinel
+
+        sentinels = Sentinel(list(a.nodes), sentinel_kwargs=options)
+        return sentinels.master_for(a.service, db=a.db, **options, **auth)
+
+    def async_failed(self, error: Exception) -> None:
+        """`failed`, for the asyncio client."""
+        import redis
+
+        if isinstance(error, redis.exceptions.RedisClusterException):
+            self._async = None  # its connections go with it (closed when collected)
+
     def close(self) -> None:
         with self._lock:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+        self._async = None
 
 
 def _text(value: bytes | str) -> str:

@@ -35,10 +35,11 @@ making every request wait for a dead server.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import pickle
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from operator import methodcaller
 from typing import Any, TypeVar, cast
 
@@ -193,16 +194,22 @@ class RedisBackend:
 
     def _call(self, fn: Callable[[Any], T]) -> T:
         """`fn(client)`, every Redis failure turned into StoreUnavailable."""
+        with self._outage(self._clients.failed):
+            return fn(self._clients.client())
+
+    @contextlib.contextmanager
+    def _outage(self, failed: Callable[[Exception], None]) -> Iterator[None]:
+        """Around one call: at once "unavailable" for OUTAGE_BACKOFF after a failure; a Redis
+        error becomes StoreUnavailable (and `failed(error)` lets the client be made anew)."""
         if self._down_until and time.monotonic() < self._down_until:
             raise StoreUnavailable(f"Redis at {self.location} is unavailable")
         try:
-            result = fn(self._clients.client())
+            yield
         except self._clients.errors as e:
-            self._clients.failed(e)
+            failed(e)
             self._down_until = time.monotonic() + OUTAGE_BACKOFF
             raise StoreUnavailable(f"Redis at {self.location}: {e}") from e
         self._down_until = 0.0
-        return result
 
     def _pipelined(self, commands: Iterable[tuple[Any, ...]]) -> list[Any]:
         """The answers of `commands` sent in one non-transactional pipeline (split by node on
@@ -341,6 +348,20 @@ class RedisBackend:
     def add(self, key: str, token: str, ttl: float) -> bool:
         return bool(self._call(lambda r: r.set(
             redis_key(key, LOCK), token, nx=True, px=max(1, int(ttl * 1000)))))
+
+    async def add_async(self, key: str, token: str, ttl: float) -> bool:
+        return bool(await self._call_async(lambda r: r.set(
+            redis_key(key, LOCK), token, nx=True, px=max(1, int(ttl * 1000)))))
+
+    async def delete_if_async(self, key: str, token: str) -> bool:
+        return bool(await self._call_async(lambda r: r.eval(
+            _DELETE_IF, 1, redis_key(key, LOCK), token)))
+
+    async def _call_async(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        """`_call` with the asyncio client: on the event loop, each socket operation bounded by
+        the client's timeout."""
+        with self._outage(self._clients.async_failed):
+            return await fn(self._clients.async_client())
 
     def count_use(self, key: str, window: float) -> int:
         # One script: no other client's command runs between INCR and PEXPIRE.
