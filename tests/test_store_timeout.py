@@ -84,9 +84,9 @@ def test_locks_on_a_stopped_redis_never_hold_the_event_loop(redis_server: RedisS
     assert redis_server.proc is not None
 
     async def main() -> None:
-        held = await store.acquire_off_loop("/held", 30)
+        held = await store.acquire_async("/held", 30)
         assert held  # a real token while Redis answers
-        assert await store.acquire_off_loop("/held", 30) is None  # held: another fills
+        assert await store.acquire_async("/held", 30) is None  # held: another fills
         ticks = 0
 
         async def tick() -> None:
@@ -99,7 +99,7 @@ def test_locks_on_a_stopped_redis_never_hold_the_event_loop(redis_server: RedisS
         os.kill(redis_server.proc.pid, signal.SIGSTOP)
         try:
             began = time.monotonic()
-            got = await store.acquire_off_loop("/other", 30)
+            got = await store.acquire_async("/other", 30)
             waited = time.monotonic() - began
             released_in = time.monotonic()
             store.release("/held", held)
@@ -113,7 +113,7 @@ def test_locks_on_a_stopped_redis_never_hold_the_event_loop(redis_server: RedisS
             ticker.cancel()
         await asyncio.sleep(1.2)  # the silent second after a timeout, then Redis again
         deadline = time.monotonic() + 10
-        while (token := await store.acquire_off_loop("/again", 30)) in ("", None):
+        while (token := await store.acquire_async("/again", 30)) in ("", None):
             assert time.monotonic() < deadline, "locks did not come back"
             await asyncio.sleep(0.2)
         store.release("/again", token)

@@ -91,11 +91,11 @@ class Coalescer:
 
     async def _lead_over_network(self, flow: http.HTTPFlow, state: FlowState,
                                  headers: list[tuple[str, str]], bound: float) -> None:
-        """`begin` with the store's lock taken off the event loop (a network store)."""
+        """`begin` with the store's lock awaited (a network store: its asyncio client)."""
         store = self.shared.store
         if store is None:
             return
-        token = await store.acquire_off_loop(state.key, bound)
+        token = await store.acquire_async(state.key, bound)
         if token is None:
             await self._wait_other(flow, state, headers, bound)
             return
@@ -132,7 +132,7 @@ class Coalescer:
             store = self.shared.store
             if store is None:
                 return
-            token = await store.acquire_off_loop(state.key, bound)
+            token = await store.acquire_async(state.key, bound)
             if token is not None:
                 # The other fill ended without a usable answer: this request fills instead.
                 if await self._answer_collapsed(flow, state, headers):

@@ -129,11 +129,11 @@ class Refresher:
 
     async def _locked(self, key: str, flow: http.HTTPFlow, timeout: float,
                       max_size: int) -> None:
-        """`_run` under the store's refresh lock of `key` (taken off the loop for a network
-        store): once across processes."""
+        """`_run` under the store's refresh lock of `key` (awaited, never holding up the loop
+        on a network store): once across processes."""
         store = self.shared.store
         lock = key + REFRESH_LOCK
-        token = await store.acquire_off_loop(lock, timeout) if store is not None else ""
+        token = await store.acquire_async(lock, timeout) if store is not None else ""
         if token is None:
             self._running.discard(key)
             return  # another process refreshes it

@@ -8,7 +8,7 @@ thread. With a network store (`remote`: Redis) every lookup and every response w
 the event loop, unless the memory tier answers, and a request waits `timeout` seconds for it
 at most, then passes through; for a second after such a timeout every other call answers
 "unavailable" at once. The fill and refresh locks go through redis-py's asyncio client on
-the loop, waited for `timeout` at most (`acquire_off_loop`; a release is not waited for);
+the loop, waited for `timeout` at most (`acquire_async`; a release is not waited for);
 only `min_uses` counts are synchronous calls on the loop, bounded by the client's socket
 timeout (the same `timeout`). The wrapped store's own
 guarantees (what is atomic, what is shared across processes) are unchanged; see
@@ -21,7 +21,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import diskcache
@@ -58,7 +58,7 @@ class GuardedStore:
         self.shared = shared
         self._warned = False
         self._reads_failed = False
-        self._releases: set[asyncio.Task[None]] = set()  # kept until done (asyncio holds weakly)
+        self._releases: set[asyncio.Task[bool]] = set()  # kept until done (asyncio holds weakly)
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -135,30 +135,35 @@ class GuardedStore:
         failed: str | None = ""
         return self.value(failed, self.store.acquire, name, ttl)
 
-    async def acquire_off_loop(self, name: str, ttl: float) -> str | None:
-        """`acquire`, for a network store in a worker thread and waiting the store timeout at
-        most: then "", as when the store failed. (A lock the thread takes after that is
-        nobody's, and lapses after `ttl`: other processes wait for it that long at most.)"""
+    async def acquire_async(self, name: str, ttl: float) -> str | None:
+        """`acquire`, for a network store with its asyncio client, waited for the store timeout
+        at most: then "", as when the store failed. (A lock taken after that is nobody's, and
+        lapses after `ttl`: other processes wait for it that long at most.)"""
         if not self.remote:
             return self.acquire(name, ttl)
+        failed: str | None = ""
+        return await self._bounded(failed, self.store.acquire_async, name, ttl)
+
+    async def _bounded(self, failed: T, fn: Callable[..., Awaitable[T]], *args: object) -> T:
+        """`await fn(*args)` within the store timeout, or `failed` when the medium failed, timed
+        out (then silent for a second, as after a lookup's timeout) or is silent."""
         if self._silent_until and time.monotonic() < self._silent_until:
-            return ""
+            return failed
         try:
-            return await asyncio.wait_for(self.store.acquire_async(name, ttl), self.timeout)
+            return await asyncio.wait_for(fn(*args), self.timeout)
         except TimeoutError:
             self._timed_out()
-            return ""
         except STORE_ERRORS as e:
             self.warn(e)
-            return ""
+        return failed
 
     def count_use(self, key: str, window: float) -> int:
         """Store.count_use; 0 when the store failed (nothing is stored then anyway)."""
         return self.value(0, self.store.count_use, key, window)
 
     def release(self, name: str, token: str) -> None:
-        """Give the lock back; for a network store in a worker thread, not waited for (nobody
-        needs its answer, and it must not hold up the event loop)."""
+        """Give the lock back; for a network store with its asyncio client, not waited for
+        (nobody needs the answer, and it must not hold up the hook)."""
         if not token:
             return
         if self.remote:
@@ -167,21 +172,12 @@ class GuardedStore:
             except RuntimeError:  # no event loop (one-shot commands): on this thread
                 pass
             else:
-                task = loop.create_task(self._release_async(name, token))
+                task = loop.create_task(self._bounded(False, self.store.release_async, name,
+                                                      token))
                 self._releases.add(task)
                 task.add_done_callback(self._releases.discard)
                 return
         self.done(self.store.release, name, token)
-
-    async def _release_async(self, name: str, token: str) -> None:
-        if self._silent_until and time.monotonic() < self._silent_until:
-            return  # the lock lapses by itself
-        try:
-            await asyncio.wait_for(self.store.release_async(name, token), self.timeout)
-        except TimeoutError:
-            self._timed_out()
-        except STORE_ERRORS as e:
-            self.warn(e)
 
     def flush(self) -> None:
         self.done(self.store.flush)

@@ -117,32 +117,35 @@ class Clients:
                 self._client = self._make()
             return self._client
 
-    def _make(self) -> Any:
+    def _make(self, asynchronous: bool = False) -> Any:
+        """The client (`asynchronous`: redis-py's asyncio one, the same classes under
+        `redis.asyncio`), with the same options either way."""
         import redis
+        import redis.asyncio
 
+        lib: Any = redis.asyncio if asynchronous else redis
         a = self.address
         if a.kind == "redis":
-            return redis.Redis.from_url(a.url, **self._options(auth=False))
+            return lib.Redis.from_url(a.url, **self._options(lib, auth=False))
         if a.kind == "cluster":
-            from redis.cluster import ClusterNode, RedisCluster
-
             # retry: none on errors; MOVED and ASK are still followed (not retries to redis-py).
-            return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in a.nodes],
-                                **self._options())
-        from redis.sentinel import Sentinel
+            return lib.cluster.RedisCluster(
+                startup_nodes=[lib.cluster.ClusterNode(h, p) for h, p in a.nodes],
+                **self._options(lib))
+        sentinels = lib.sentinel.Sentinel(
+            list(a.nodes), sentinel_kwargs=self._options(lib, auth=False, health=0))
+        return sentinels.master_for(a.service, db=a.db, **self._options(lib))
 
-        sentinels = Sentinel(list(a.nodes), sentinel_kwargs=self._options(auth=False, health=0))
-        return sentinels.master_for(a.service, db=a.db, **self._options())
-
-    def _options(self, auth: bool = True, health: int = 30) -> dict[str, Any]:
-        """A connection's short timeouts and no retries (redis-py's Retry with 0 retries);
-        `auth`: the URL's user and password (a plain URL's are in the URL itself)."""
+    def _options(self, lib: Any = None, auth: bool = True, health: int = 30) -> dict[str, Any]:
+        """A connection's short timeouts and no retries (`lib`'s Retry with 0 retries: redis or
+        redis.asyncio); `auth`: the URL's user and password (a plain URL's are in the URL)."""
+        import redis  # its package and redis.asyncio load their retry, cluster, sentinel
         from redis.backoff import NoBackoff
-        from redis.retry import Retry
 
+        retry = (lib or redis).retry.Retry
         options: dict[str, Any] = {"socket_timeout": self.timeout,
                                    "socket_connect_timeout": self.timeout,
-                                   "retry": Retry(NoBackoff(), 0)}
+                                   "retry": retry(NoBackoff(), 0)}
         if health:
             options["health_check_interval"] = health
         if auth:
@@ -204,30 +207,8 @@ class Clients:
 
         loop = asyncio.get_running_loop()
         if self._async is None or self._async[0] is not loop:
-            self._async = (loop, self._make_async())
+            self._async = (loop, self._make(asynchronous=True))
         return self._async[1]
-
-    def _make_async(self) -> Any:
-        import redis.asyncio as aioredis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
-        a = self.address
-        options: dict[str, Any] = {"socket_timeout": self.timeout,
-                                   "socket_connect_timeout": self.timeout,
-                                   "retry": Retry(NoBackoff(), 0)}
-        auth: dict[str, Any] = {"username": a.username, "password": a.password}
-        if a.kind == "redis":
-            return aioredis.Redis.from_url(a.url, health_check_interval=30, **options)
-        if a.kind == "cluster":
-            from redis.asyncio.cluster import ClusterNode, RedisCluster
-
-            return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in a.nodes],
-                                **options, **auth)
-        from redis.asyncio.sentinel import Sentinel
-
-        sentinels = Sentinel(list(a.nodes), sentinel_kwargs=options)
-        return sentinels.master_for(a.service, db=a.db, **options, **auth)
 
     def async_failed(self, error: Exception) -> None:
         """`failed`, for the asyncio client."""
