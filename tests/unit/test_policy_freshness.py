@@ -65,6 +65,17 @@ class TestAge:
         meta = meta_for([("Cache-Control", "max-age=100")], response_time=T + 1, request_time=T)
         assert meta.corrected_initial_age == 1  # only the response delay
 
+    def test_a_date_of_this_very_second_is_no_age(self) -> None:
+        # Date is whole seconds: received 0.95 s into the second it names, the response is not
+        # 0.95 s old (a rule's `ttl = 1` made it stale on the next request, in CI).
+        meta = meta_for([date(T), ("Cache-Control", "max-age=1")],
+                        request_time=T + 0.94, response_time=T + 0.95)
+        assert meta.corrected_initial_age == pytest.approx(0.01)
+        assert evaluate(NO_DIRECTIVES, meta, T + 1.05).action is Action.HIT
+        # A whole second later the Date does count.
+        assert meta_for([date(T)], request_time=T + 2.4,
+                        response_time=T + 2.5).corrected_initial_age == 2
+
     @pytest.mark.parametrize("age", ["abc", "-7200", "7200.0", "7200;foo=bar", "", '"7200"'])
     def test_invalid_age_is_ignored(self, age: str) -> None:
         # RFC 9111 5.1: an Age that is not a non-negative integer SHOULD be ignored, so the

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from .config import CacheConfig
 from .directives import ResponseDirectives
 from .fields import (
@@ -66,7 +68,10 @@ def date_value(headers: Headers, response_time: float) -> float:
 
 def corrected_initial_age(headers: Headers, request_time: float, response_time: float) -> float:
     """RFC 9111 4.2.3, everything before resident time."""
-    apparent_age = max(0.0, response_time - date_value(headers, response_time))
+    # Date has one-second resolution: compared with the exact receive time, a response dated
+    # this very second would look up to 1 s old, which a short TTL cannot afford. Compared at
+    # Date's own resolution, as Squid's whole-second clock does, it is 0 s old.
+    apparent_age = max(0.0, math.floor(response_time) - date_value(headers, math.floor(response_time)))
     age_value = age_field(headers) or 0
     # A clock going backwards between request and response must not make the delay negative.
     response_delay = max(0.0, response_time - request_time)
