@@ -22,7 +22,9 @@ from caching_proxy.streaming import BodyLimit
 from caching_proxy.web_marks import WebMarks
 
 
-def addons() -> list[object]:
+def addons(marks: bool = True) -> list[object]:
+    """`marks`: load WebMarks, for a master that shows flows (mitmweb, the console, mitmdump -s);
+    the lean master keeps no flows, so marking them would be 2% of a hit for nobody."""
     # mitmproxy's HTTP/1 origin side, extended before any connection (interim responses, one
     # retry on a dead reused connection); both the runner and `mitmdump -s` come through here.
     origin_http1.install()
@@ -38,6 +40,6 @@ def addons() -> list[object]:
     metrics = Metrics(cache, counters)
     return [
         ClientLimits(), ClientTls(), Guard(), Purge(cache), BodyLimit(), cache, OriginTimeouts(),
-        counters, metrics, AccessLog(), WebMarks(), CacheCommands(cache, counters),
-        Admin(cache, metrics),
+        counters, metrics, AccessLog(), *([WebMarks()] if marks else []),
+        CacheCommands(cache, counters), Admin(cache, metrics),
     ]

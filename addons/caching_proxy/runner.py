@@ -138,7 +138,7 @@ def run(
             m = WebMaster(opts)
         else:
             m = LeanMaster(opts)
-        m.addons.add(*addons())
+        m.addons.add(*addons(marks=web))
         line = (
             f"caching-proxy: listening on {'https' if cache_options.get('cache_tls_cert') else 'http'}"
             f"://{host}:{port}, origin {origin}, "
