@@ -77,6 +77,8 @@ def rows(entries: int) -> list[Row]:
             "1 KB"),
         Row("mitmdump44k", "plain mitmdump pass-through", "mitmdump", Load("fixed", "/b44k/x"),
             "44 KB"),
+        Row("ceiling", "mitmproxy's bound: the lean master answering from one prepared response "
+            "(no cache)", "ceiling", Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
         Row("hit1k", f"caching-proxy hit, {SMALL_KEYS} entries", "proxy",
             Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
         Row("hitmem", f"caching-proxy hit, {SMALL_KEYS} entries, --memory-size 64m",
@@ -199,6 +201,8 @@ def server_commands(
         "mitmdump": ([str(BIN / "mitmdump"), "--mode", f"reverse:{origin_url}",
                       "--listen-host", "127.0.0.1", "--listen-port", "{port}"], {}),
         "proxy": (proxy("proxy"), {}),
+        "ceiling": ([sys.executable, "-O", "-m", "benchmark.ceiling", "--port", "{port}",
+                     "--origin", origin_url], {}),
         "proxy-full": (proxy("full"), {}),
         "proxy-miss": (proxy("miss"), {}),
         "proxy-mem": (proxy("mem", "--memory-size", "64m"), {}),
@@ -438,6 +442,10 @@ def targets(by_target: dict[str, float], growth: dict[str, float], entries: int)
         # Issue 17's targets.
         check("one worker >= 4x plain mitmdump on hits", r("hit1k", "mitmdump1k"), 4.0, True),
         check("--workers 2 >= 1.25x naive gunicorn -w 2", r("workers2", "gunicorn"), 1.25, True),
+        check("hit vs mitmproxy's bound, the lean master answering at once (no target)",
+              r("hit1k", "ceiling"), 0.0, True),
+        check("mitmproxy's bound vs plain mitmdump (no target)", r("ceiling", "mitmdump1k"),
+              0.0, True),
         check("Redis Cluster hits (memory tier) vs one Redis (no target)",
               r("hitcluster", "redis1"), 0.0, True),
         check("Redis Cluster memory tier on vs off (no target)",
