@@ -31,6 +31,7 @@ from support.redis_cluster import (
     wait_subscribed,
 )
 from test_disk_store import make_entry
+from test_store_async import check_same_as_sync
 
 FRESH = ("Cache-Control", "max-age=600")
 FAILOVER_BOUND = 15.0  # seconds for hits to resume after a master is killed
@@ -240,6 +241,25 @@ def test_locks_through_the_asyncio_client_on_a_cluster_and_on_sentinel(
 
     for url in (cluster.url, sentinel.url):
         asyncio.run(locks(url))
+
+
+def test_async_lookups_and_puts_match_the_sync_ones_on_a_cluster_and_on_sentinel(
+        cluster: LocalCluster, sentinel: LocalSentinel) -> None:
+    # Through the asyncio cluster client and Sentinel's asyncio master client (URLs on every
+    # master of the cluster): the same responses, variants and tag markers as the sync path.
+    async def same(url: str) -> None:
+        store = open_store(url, timeout=1.0)
+        try:
+            for i in range(6):
+                await check_same_as_sync(store, f"http://o/async{i}")
+        finally:
+            store.close()
+
+    slots = cluster.slots()
+    assert len({cluster.master_of(redis_key(f"http://o/async{i}/sync/ua"), slots)
+                for i in range(6)}) > 1  # more than one master's keys
+    for url in (cluster.url, sentinel.url):
+        asyncio.run(same(url))
 
 
 def test_a_purge_on_any_master_reaches_another_memory_tier_within_milliseconds(

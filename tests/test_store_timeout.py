@@ -5,24 +5,53 @@ answers again (SIGCONT). A real proxy, a real redis-server, a counting origin.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import shutil
 import signal
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
+from caching_proxy.store import open_store
 from caching_proxy.store.guarded import GuardedStore
+from caching_proxy.store.memory import MemoryTier
 from caching_proxy.store.redis_store import RedisStore
 from support.client import fetch
 from support.origin import Origin
 from support.redis_server import RedisServer
+from test_disk_store import make_entry
+from test_memory_tier import wait_until
 
 FRESH = [("Cache-Control", "max-age=600")]
+T = TypeVar("T")
+
+
+@contextlib.asynccontextmanager
+async def redis_stopped(server: RedisServer) -> AsyncIterator[list[int]]:
+    """Redis hung (SIGSTOP) for the block, and the turns of the event loop meanwhile: a ticker
+    every 10 ms, counted in the list's one element."""
+    assert server.proc is not None
+    ticks = [0]
+
+    async def tick() -> None:
+        while True:
+            ticks[0] += 1
+            await asyncio.sleep(0.01)
+
+    ticker = asyncio.create_task(tick())
+    os.kill(server.proc.pid, signal.SIGSTOP)
+    try:
+        yield ticks
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+        ticker.cancel()
 
 
 @pytest.fixture
@@ -77,7 +106,7 @@ def test_a_stopped_redis_costs_a_request_the_store_timeout_at_most(
 
 def test_locks_on_a_stopped_redis_never_hold_the_event_loop(redis_server: RedisServer) -> None:
     # The store API as the hooks use it (GuardedStore), on the real server: the fill lock is
-    # taken in a thread and waited for the store timeout at most, and a release is not waited
+    # taken with the asyncio client and waited for the store timeout at most, and a release is not waited
     # for, so the loop goes on running other work (a ticker here) while Redis hangs.
     store = GuardedStore(RedisStore(redis_server.url, timeout=0.25), shared=True, remote=True,
                          timeout=0.25)
@@ -87,17 +116,7 @@ def test_locks_on_a_stopped_redis_never_hold_the_event_loop(redis_server: RedisS
         held = await store.acquire_async("/held", 30)
         assert held  # a real token while Redis answers
         assert await store.acquire_async("/held", 30) is None  # held: another fills
-        ticks = 0
-
-        async def tick() -> None:
-            nonlocal ticks
-            while True:
-                ticks += 1
-                await asyncio.sleep(0.01)
-
-        ticker = asyncio.create_task(tick())
-        os.kill(redis_server.proc.pid, signal.SIGSTOP)
-        try:
+        async with redis_stopped(redis_server) as ticks:
             began = time.monotonic()
             got = await store.acquire_async("/other", 30)
             waited = time.monotonic() - began
@@ -107,10 +126,7 @@ def test_locks_on_a_stopped_redis_never_hold_the_event_loop(redis_server: RedisS
             assert got == ""  # failed: the caller goes ahead uncoordinated
             assert waited < 0.6, waited  # the 0.25 s store timeout and the machine
             assert released_in < 0.05, released_in  # not waited for
-            assert ticks >= 10, ticks  # the loop ran throughout
-        finally:
-            os.kill(redis_server.proc.pid, signal.SIGCONT)
-            ticker.cancel()
+            assert ticks[0] >= 10, ticks  # the loop ran throughout
         await asyncio.sleep(1.2)  # the silent second after a timeout, then Redis again
         deadline = time.monotonic() + 10
         while (token := await store.acquire_async("/again", 30)) in ("", None):
@@ -122,3 +138,85 @@ def test_locks_on_a_stopped_redis_never_hold_the_event_loop(redis_server: RedisS
         asyncio.run(main())
     finally:
         store.close()
+
+
+class NoThreads(ThreadPoolExecutor):
+    """The event loop's default executor (asyncio.to_thread's): notes any work given to it, and
+    refuses it."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.given: list[object] = []
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        self.given.append(fn)
+        raise AssertionError(f"a worker thread was asked to run {fn!r}")
+
+
+def test_lookups_and_writes_on_a_stopped_redis_wait_the_store_timeout_at_most_in_no_thread(
+        redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    # The store API as the hooks use it (GuardedStore), on the real server with a memory tier:
+    # a lookup and a response write go through the asyncio client on the loop (no worker
+    # thread: the loop's executor refuses work, and no thread starts), each waited for the
+    # store timeout at most; then one warning and a silent second; memory-tier answers go on
+    # without awaiting Redis; the loop keeps running throughout.
+    assert redis_server.proc is not None
+    store = GuardedStore(open_store(redis_server.url, memory_size=1 << 20, timeout=0.25),
+                         shared=True, remote=True, timeout=0.25)
+    tier = store.store.backend
+    assert isinstance(tier, MemoryTier)
+    hot = make_entry("http://o:80/hot", body=b"hot", vary="Accept", value="a/b")
+    accept = [("Accept", "a/b")]
+    executor = NoThreads()
+
+    async def within(seconds: float, call: Awaitable[T]) -> T:
+        began = time.monotonic()
+        answer = await call
+        took = time.monotonic() - began
+        assert took < seconds, (took, call)
+        return answer
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_default_executor(executor)
+        wait_until(lambda: tier.changes.read("") == tier.changes.read(""))  # the tier is on
+        assert await store.put_off_loop(hot, 60)
+        for _ in range(3):  # kept in memory from its second read on
+            assert await store.lookup_any(hot.url, accept) == hot
+        assert store.lookup(hot.url, accept) == hot  # from memory, on the loop
+        threads = threading.active_count()
+        async with redis_stopped(redis_server) as ticks:
+            # A lookup memory cannot answer: "nothing stored" after the store timeout.
+            assert await within(0.6, store.lookup_off_loop("http://o:80/cold", [])) is None
+            # The silent second: lookups and writes answer at once, memory hits go on, and a
+            # lookup the tier answers never awaits Redis (the Store's own asynchronous one).
+            assert await within(0.1, store.lookup_off_loop("http://o:80/cold2", [])) is None
+            assert not await within(0.1, store.put_off_loop(make_entry("http://o:80/n1"), 60))
+            assert await within(0.1, store.store.lookup_async(hot.url, accept)) == hot
+            assert await within(0.1, store.lookup_any(hot.url, accept)) == hot
+            await asyncio.sleep(1.1)
+            # A write after the silent second: "not stored" after the store timeout.
+            assert not await within(0.6, store.put_off_loop(make_entry("http://o:80/n2"), 60))
+            await asyncio.sleep(1.1)
+            # A Vary lookup whose index memory holds but not its variant.
+            assert await within(0.6, store.lookup_off_loop(
+                hot.url, [("Accept", "c/d")])) is None
+            assert ticks[0] >= 100, ticks  # the loop ran throughout (about 2.6 s: 260 at best)
+            assert threading.active_count() == threads
+        await asyncio.sleep(1.1)
+        deadline = time.monotonic() + 10
+        while not await store.put_off_loop(make_entry("http://o:80/n3", body=b"back"), 60):
+            assert time.monotonic() < deadline, "writes did not come back"
+            await asyncio.sleep(0.2)
+        found = await store.lookup_off_loop("http://o:80/n3", [])
+        assert found is not None and found.body == b"back"
+
+    caplog.set_level(logging.WARNING, logger="caching_proxy.store.guarded")
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+        executor.shutdown()
+    assert executor.given == []
+    warned = [r.getMessage() for r in caplog.records]
+    assert sum("cache store unavailable" in m for m in warned) == 1, warned
+    assert sum("caching resumed" in m for m in warned) == 1, warned

@@ -36,6 +36,14 @@ not atomic with each other: the layout is written so that any interleaving of tw
 calls (or of the keys of one Redis call) leaves a state it serves correctly. Failures of the
 medium surface as OSError (Redis: StoreUnavailable) or sqlite3.Error, which the addon turns into
 pass-through.
+
+Asynchronous twins (`get_async`, `set_async`, `delete_async`, `members_async`: what the layout's
+lookup and put need, store/steps.py; `add_async`, `delete_if_async`: the locks) make the same
+call with the same guarantees, awaited on the event loop: Redis through redis-py's asyncio
+client, each socket operation bounded by the client's timeout; a local backend (diskcache) runs
+the synchronous call itself, a short local step (the addon never sends it a large value this
+way). A twin abandoned mid-call (cancelled) has either made its call or not, per key, as a
+process that died there.
 """
 
 from __future__ import annotations
@@ -67,6 +75,10 @@ class Backend(Protocol):
         over `max_inline` bytes where the backend can tell the size first (diskcache can;
         Redis ignores `max_inline`)."""
 
+    async def get_async(self, key: str, max_inline: int | None = None) -> object | None:
+        """`get`, never holding up the event loop longer than the backend's own timeout (see
+        "Asynchronous twins" in the module's docstring)."""
+
     def get_many(self, keys: Iterable[str]) -> Iterator[object | None]:
         """The value of each key in turn, None for an absent or unreadable one (for listings,
         which skip what they cannot read; lookups use `get`, which says why)."""
@@ -83,14 +95,24 @@ class Backend(Protocol):
         atomically), so a Vary index lives as long as its longest-lived variant whatever order
         the variants are written in."""
 
+    async def set_async(self, key: str, value: object, expire: float, group: str | None = None,
+                        keep_later: bool = False) -> bool:
+        """`set`, as `get_async` is `get`."""
+
     def delete(self, keys: Iterable[str]) -> int:
         """Remove the values under `keys`; how many were live."""
+
+    async def delete_async(self, keys: Iterable[str]) -> int:
+        """`delete`, as `get_async` is `get`."""
 
     def expiry(self, key: str) -> float | None:
         """Seconds until the live value under `key` expires (inf: never), None if absent."""
 
     def members(self, group: str) -> list[str]:
         """The keys of the group's live members, in no particular order."""
+
+    async def members_async(self, group: str) -> list[str]:
+        """`members`, as `get_async` is `get`."""
 
     def scan(self, members: bool = False) -> Iterator[str]:
         """The keys values are stored under, without group members unless `members`; never

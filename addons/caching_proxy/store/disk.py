@@ -82,6 +82,23 @@ class DiskBackend:
         value, expires = self.cache.peek_with_expiry(key, max_inline)
         return value, (None if value is None else expires - time.time())
 
+    # The asynchronous twins (store/backend.py) are the local calls themselves: the layout's
+    # steps run the same on them, and the addon never takes this way for diskcache (it reads
+    # and writes on the loop, and large values in a thread).
+
+    async def get_async(self, key: str, max_inline: int | None = None) -> object | None:
+        return self.get(key, max_inline)
+
+    async def set_async(self, key: str, value: object, expire: float, group: str | None = None,
+                        keep_later: bool = False) -> bool:
+        return self.set(key, value, expire, group, keep_later)
+
+    async def delete_async(self, keys: Iterable[str]) -> int:
+        return self.delete(keys)
+
+    async def members_async(self, group: str) -> list[str]:
+        return self.members(group)
+
     def get_many(self, keys: Iterable[str]) -> Iterator[object | None]:
         for key in keys:
             try:

@@ -3,16 +3,21 @@ loop wait on a large value.
 
 When the medium fails (disk gone or full, Redis down) every call answers "nothing stored" or
 "not stored", so the proxy passes requests through to the origin; the failure is logged once,
-and once more when reads work again. Values over OFF_LOOP_BYTES are read and written in a worker
-thread. With a network store (`remote`: Redis) every lookup and every response write leaves
-the event loop, unless the memory tier answers, and a request waits `timeout` seconds for it
-at most, then passes through; for a second after such a timeout every other call answers
-"unavailable" at once. The fill and refresh locks go through redis-py's asyncio client on
-the loop, waited for `timeout` at most (`acquire_async`; a release is not waited for);
-only `min_uses` counts are synchronous calls on the loop, bounded by the client's socket
-timeout (the same `timeout`). The wrapped store's own
-guarantees (what is atomic, what is shared across processes) are unchanged; see
-store/layout.py.
+and once more when reads work again.
+
+- diskcache: lookups and writes run on the event loop (a local SQLite step), and values over
+  OFF_LOOP_BYTES are read and written in a worker thread.
+- A network store (`remote`: Redis): every lookup the memory tier does not answer, every
+  response write and the fill and refresh locks go through redis-py's asyncio client on the
+  loop (Store.lookup_async, put_async, acquire_async: no thread), each waited for `timeout`
+  seconds at most; then the request passes through (nothing stored, not stored, no lock), one
+  warning is logged, and for a second every other call answers "unavailable" at once. A lock's
+  release is not waited for. Only `min_uses` counts are synchronous calls on the loop, bounded
+  by the client's socket timeout (the same `timeout`).
+
+The wrapped store's own guarantees (what is atomic, what is shared across processes) are
+unchanged; see store/layout.py. A write cut short by the timeout leaves what a process that
+died mid-write would (store/layout.py is written for it).
 """
 
 from __future__ import annotations
@@ -69,21 +74,22 @@ class GuardedStore:
         return self._read(key, headers, MEMORY_ONLY if self.remote else OFF_LOOP_BYTES)
 
     async def lookup_off_loop(self, key: str, headers: Headers) -> Entry | None:
-        read = asyncio.to_thread(self._read, key, headers, None)
+        """The stored response, not read on the loop's own time: diskcache in a worker thread
+        (a large value); a network store with its asyncio client, within the store timeout."""
         if not self.remote:
-            return await read
-        try:
-            return await asyncio.wait_for(read, self.timeout)
-        except TimeoutError:
-            self._timed_out()
-            return None
+            return await asyncio.to_thread(self._read, key, headers, None)
+        return await self._bounded(None, self._read_async, key, headers)
 
     def _timed_out(self) -> None:
         self.warn(TimeoutError(f"no answer within the store timeout ({self.timeout} s)"))
         self._silent_until = time.monotonic() + SILENT_AFTER_TIMEOUT
+        # As a failed read: the next read that works says so, and a later outage warns again
+        # (the call was cancelled, so no socket error of its own will).
+        self._reads_failed = True
 
     async def lookup_any(self, key: str, headers: Headers) -> Entry | None:
-        """`lookup`, moving to a thread when the value is large."""
+        """`lookup`, then `lookup_off_loop` for what is not read on the loop (a large value on
+        disk; for a network store, what its memory tier does not hold)."""
         try:
             return self.lookup(key, headers)
         except EntryTooLarge:
@@ -94,19 +100,37 @@ class GuardedStore:
             found = self.store.lookup(key, headers, max_inline)
         except EntryTooLarge:
             raise
-        except STORE_ERRORS as e:
-            self._reads_failed = True
-            self.warn(e)
+        except Exception as e:
+            self._read_failed(key, e)
             return None
-        except Exception as e:  # a record the store could not decode and did not drop
-            log.warning(f"caching-proxy: ignoring unreadable cache record for {key}: {e!r}")
+        # (A network store's reads here are the memory tier's alone: they say nothing of it.)
+        if self._reads_failed and not self.remote:
+            self._reads_resumed()
+        return found
+
+    async def _read_async(self, key: str, headers: Headers) -> Entry | None:
+        """`_read` through the store's asynchronous lookup (bounded by the caller)."""
+        try:
+            found = await self.store.lookup_async(key, headers)
+        except Exception as e:
+            self._read_failed(key, e)
             return None
         if self._reads_failed:
-            # Said once when reads work again (Redis back); a store that still reads but no
-            # longer writes (folder removed, disk full) stays warned once and quiet.
-            self._reads_failed = self._warned = False
-            log.warning("caching-proxy: cache store available again, caching resumed")
+            self._reads_resumed()
         return found
+
+    def _read_failed(self, key: str, e: Exception) -> None:
+        if isinstance(e, STORE_ERRORS):
+            self._reads_failed = True
+            self.warn(e)
+        else:  # a record the store could not decode and did not drop
+            log.warning(f"caching-proxy: ignoring unreadable cache record for {key}: {e!r}")
+
+    def _reads_resumed(self) -> None:
+        # Said once when reads work again (Redis back); a store that still reads but no longer
+        # writes (folder removed, disk full) stays warned once and quiet.
+        self._reads_failed = self._warned = False
+        log.warning("caching-proxy: cache store available again, caching resumed")
 
     def has_url(self, key: str) -> bool:
         return self.value(False, self.store.has_url, key)
@@ -118,12 +142,21 @@ class GuardedStore:
         return self.done(self.store.put, entry, expire)
 
     def put_inline(self, entry: Entry) -> bool:
-        """Whether `entry` may be written on the event loop (else: `put_off_loop`)."""
+        """Whether `entry` may be written with `put`, synchronously on the event loop (else:
+        `put_off_loop`)."""
         return not self.remote and len(entry.body) <= OFF_LOOP_BYTES
 
     async def put_off_loop(self, entry: Entry, expire: float) -> bool:
-        """`put` in a worker thread, for an entry over OFF_LOOP_BYTES or a network store."""
-        return await asyncio.to_thread(self.put, entry, expire)
+        """Whether `entry` was stored, not written on the loop's own time: diskcache in a worker
+        thread (over OFF_LOOP_BYTES); a network store with its asyncio client, within the store
+        timeout (then: not stored)."""
+        if not self.remote:
+            return await asyncio.to_thread(self.put, entry, expire)
+        return await self._bounded(False, self._put_async, entry, expire)
+
+    async def _put_async(self, entry: Entry, expire: float) -> bool:
+        await self.store.put_async(entry, expire)
+        return True
 
     def delete(self, key: str) -> int:
         """Remove every stored response of `key` (all Vary variants); how many."""
@@ -146,11 +179,13 @@ class GuardedStore:
 
     async def _bounded(self, failed: T, fn: Callable[..., Awaitable[T]], *args: object) -> T:
         """`await fn(*args)` within the store timeout, or `failed` when the medium failed, timed
-        out (then silent for a second, as after a lookup's timeout) or is silent."""
+        out (then silent for a second) or is silent."""
         if self._silent_until and time.monotonic() < self._silent_until:
             return failed
         try:
-            return await asyncio.wait_for(fn(*args), self.timeout)
+            # In this task (wait_for would make one more per call, on Python 3.11).
+            async with asyncio.timeout(self.timeout):
+                return await fn(*args)
         except TimeoutError:
             self._timed_out()
         except STORE_ERRORS as e:

@@ -27,6 +27,10 @@ itself (or a miss, refilled).
 
 A record that cannot be decoded (another version's, garbage) is treated as absent and deleted
 when met; it never makes a lookup, put or delete fail.
+
+A lookup and a put are written once, as the backend calls they make (store/steps.py), and run
+either synchronously (`lookup`, `put`) or on the event loop with the backend's asynchronous
+twins (`lookup_async`, `put_async`: Redis, no thread): the same calls in the same order.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from caching_proxy.entry import Entry
 from caching_proxy.policy import Headers, vary_key
 from caching_proxy.store.backend import SEP, Backend, EntryTooLarge, Unreadable
 from caching_proxy.store.base import Usage, VaryIndex, variant_key, variant_prefix
+from caching_proxy.store.steps import Delete, Get, Members, Set, Steps, run, run_async
 
 # A Vary index is a few dozen bytes; reading no more than this under a URL tells an index from
 # a response without reading the response (where the backend can tell sizes first).
@@ -77,10 +82,19 @@ class Store:
         """The stored response for `url` whose Vary-selected fields match the request, or None.
         With `max_inline`, raises EntryTooLarge instead of reading a value larger than that
         where the backend can tell (diskcache), so that the caller can read it in a thread."""
-        found = self._read(url, max_inline)
+        return run(self.backend, self._lookup(url, request_headers, max_inline))
+
+    async def lookup_async(self, url: str, request_headers: Headers) -> Entry | None:
+        """`lookup` through the backend's asynchronous calls, on the event loop (a network
+        store). Unbounded here: the caller bounds it (GuardedStore, the store timeout)."""
+        return await run_async(self.backend, self._lookup(url, request_headers, None))
+
+    def _lookup(self, url: str, request_headers: Headers,
+                max_inline: int | None) -> Steps[Entry | None]:
+        found = yield from self._read(url, max_inline)
         if isinstance(found, VaryIndex):
             values = vary_key(found.vary, request_headers)
-            found = self._read(variant_key(url, values, found.generation), max_inline)
+            found = yield from self._read(variant_key(url, values, found.generation), max_inline)
         return found if isinstance(found, Entry) else None
 
     def has_url(self, url: str) -> bool:
@@ -94,40 +108,49 @@ class Store:
     def put(self, entry: Entry, expire: float) -> None:
         """Store `entry` for `expire` seconds, replacing the responses it supersedes: the one
         stored under the URL, or every variant when its Vary differs from theirs."""
+        run(self.backend, self._put(entry, expire))
+
+    async def put_async(self, entry: Entry, expire: float) -> None:
+        """`put` through the backend's asynchronous calls, as `lookup_async` is `lookup`. A put
+        cancelled midway leaves what a process that died there would: at worst a variant no
+        index reaches, or an index whose variant is missing (a miss), both expiring."""
+        await run_async(self.backend, self._put(entry, expire))
+
+    def _put(self, entry: Entry, expire: float) -> Steps[None]:
         url = entry.url
         vary = entry.meta.vary
         if not vary:
-            if self.backend.set(url, entry, expire):
-                self._drop_variants(url)
-                self._mark_tags(url, entry, expire)
+            if (yield Set(url, entry, expire)):
+                yield from self._drop_variants(url)
+                yield from self._mark_tags(url, entry, expire)
             return
-        index = self._index(url)
+        index = yield from self._index(url)
         same = index is not None and index.vary == vary
         if index is None or not same:
             index = VaryIndex(vary, _new_generation())
         key = variant_key(url, entry.vary_values, index.generation)
-        if not self.backend.set(key, entry, expire, group=url):
+        if not (yield Set(key, entry, expire, group=url)):
             return
-        self.backend.set(url, index, expire, keep_later=same)
+        yield Set(url, index, expire, keep_later=same)
         if not same:
-            self._drop_variants(url, keep=index.generation)
-        self._mark_tags(key, entry, expire)
+            yield from self._drop_variants(url, keep=index.generation)
+        yield from self._mark_tags(key, entry, expire)
 
-    def _mark_tags(self, key: str, entry: Entry, expire: float) -> None:
+    def _mark_tags(self, key: str, entry: Entry, expire: float) -> Steps[None]:
         for tag in entry.tags:
             group = tag_group(tag)
-            self.backend.set(group + SEP + key, entry.url, expire, group=group)
+            yield Set(group + SEP + key, entry.url, expire, group=group)
 
     def delete_url(self, url: str, soft: bool = False) -> int:
         """Remove every stored response for `url` (all variants); how many there were. `soft`
         marks them stale instead (see the module's docstring)."""
         if soft:
             return self._soften([url, *self.backend.members(url)])
-        index = self._index(url)
+        index = run(self.backend, self._index(url))
         # The index goes first: from then on no variant is reachable, whatever deleting them
         # (one call per batch) meets.
         primary = self.backend.delete([url])
-        removed = self._drop_variants(url)
+        removed = run(self.backend, self._drop_variants(url))
         return removed + (primary if index is None else 0)
 
     def delete_matching(self, predicate: Callable[[str], bool], soft: bool = False) -> int:
@@ -249,33 +272,39 @@ class Store:
 
     # ------------------------------------------------------------------------------------------
 
-    def _read(self, key: str, max_inline: int | None = None) -> object | None:
+    # The steps lookups, puts and URL deletes share (store/steps.py).
+
+    def _read(self, key: str, max_inline: int | None = None) -> Steps[object | None]:
         """The value under `key`; a record that does not decode, or decodes to something this
         layout never stores, is deleted and counts as absent."""
+        value: object | None
         try:
-            value = self.backend.get(key, max_inline)
+            value = yield Get(key, max_inline)
         except Unreadable:
             value = _UNREADABLE
         if value is None or isinstance(value, Entry) or _valid_index(value):
             return value
-        self.backend.delete([key])
+        yield Delete([key])
         return None
 
-    def _index(self, url: str) -> VaryIndex | None:
+    def _index(self, url: str) -> Steps[VaryIndex | None]:
         """The Vary index under `url`, if that is what is stored there."""
         try:
-            found = self._read(url, _INDEX_READ_LIMIT)
+            found = yield from self._read(url, _INDEX_READ_LIMIT)
         except EntryTooLarge:  # a response, too large to be an index
             return None
         return found if isinstance(found, VaryIndex) else None
 
-    def _drop_variants(self, url: str, keep: str | None = None) -> int:
+    def _drop_variants(self, url: str, keep: str | None = None) -> Steps[int]:
         """Delete `url`'s variants (but those of generation `keep`); how many were live."""
-        members = self.backend.members(url)
+        members: list[str] = yield Members(url)
         if keep is not None:
             mine = variant_prefix(url, keep)
             members = [key for key in members if not key.startswith(mine)]
-        return self.backend.delete(members) if members else 0
+        if not members:
+            return 0
+        removed: int = yield Delete(members)
+        return removed
 
 
 _UNREADABLE = object()

@@ -16,8 +16,10 @@ answered from memory once the command that made it has returned (on the same mac
 machines, see RedisBackend.generations). A copy is also dropped once the store would have
 expired it (its expiry is read along with it).
 
-Not thread-safe by itself: the addon calls it from the event loop, and from worker threads for
-large values (which it never keeps: over `max_item` they pass through).
+Not thread-safe by itself: the addon calls it from the event loop (a Redis store's reads and
+writes too, through the asynchronous twins: `get_async` answers a copy without awaiting Redis),
+and from worker threads for large diskcache values (which it never keeps: over `max_item` they
+pass through).
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ _UNTIL: Final = 2
 _SIZE: Final = 3
 
 
+_MISSED: Final = object()  # no live copy in memory
+
+
 def url_of(key: str) -> str:
     """The URL a backend key belongs to (a variant's or a tag marker's group, else itself)."""
     return key.split(SEP, 1)[0] if SEP in key else key
@@ -83,8 +88,43 @@ class MemoryTier:
         self.hits = self.misses = 0
         self._seen: set[int] = set()  # hashes of keys read once from the store (see _admit)
         self._get_with_expiry = getattr(inner, "get_with_expiry", None)
+        self._get_with_expiry_async = getattr(inner, "get_with_expiry_async", None)
 
     def get(self, key: str, max_inline: int | None = None) -> object | None:
+        found = self._recall(key, max_inline)
+        if found is not _MISSED:
+            return found
+        token = self.changes.read(url_of(key))  # before the read: see the module docstring
+        if not self._admit(key):
+            return self.inner.get(key, max_inline)
+        left: float | None
+        value: object | None
+        if self._get_with_expiry is not None:
+            value, left = self._get_with_expiry(key, max_inline)
+        else:
+            value = self.inner.get(key, max_inline)
+            left = self.inner.expiry(key) if value is not None else None
+        self._remember(key, token, value, left)
+        return value
+
+    async def get_async(self, key: str, max_inline: int | None = None) -> object | None:
+        """`get` with the store's asynchronous read: a copy in memory is answered without
+        awaiting the store at all."""
+        found = self._recall(key, max_inline)
+        if found is not _MISSED:
+            return found
+        token = self.changes.read(url_of(key))  # before the read: see the module docstring
+        if not self._admit(key) or self._get_with_expiry_async is None:
+            return await self.inner.get_async(key, max_inline)
+        left: float | None
+        value: object | None
+        value, left = await self._get_with_expiry_async(key, max_inline)
+        self._remember(key, token, value, left)
+        return value
+
+    def _recall(self, key: str, max_inline: int | None) -> object | None:
+        """The value of the live copy of `key` (None: "nothing stored" remembered), else
+        _MISSED, counted as a miss; EntryTooLarge instead for a MEMORY_ONLY read."""
         with self._lock:
             copy = self._copies.get(key)
             if copy is not None:
@@ -97,16 +137,11 @@ class MemoryTier:
         if max_inline == MEMORY_ONLY:
             raise EntryTooLarge(key)
         self.misses += 1
-        token = self.changes.read(url_of(key))  # before the read: see the module docstring
-        if not self._admit(key):
-            return self.inner.get(key, max_inline)
-        left: float | None
-        value: object | None
-        if self._get_with_expiry is not None:
-            value, left = self._get_with_expiry(key, max_inline)
-        else:
-            value = self.inner.get(key, max_inline)
-            left = self.inner.expiry(key) if value is not None else None
+        return _MISSED
+
+    def _remember(self, key: str, token: object, value: object | None,
+                  left: float | None) -> None:
+        """Keep a copy of what the store answered for `key` (read after `token`), if it fits."""
         if value is None:
             self._keep(key, (None, token, self.clock() + ABSENT_FOR, _OVERHEAD + len(key)))
         elif left is not None and left > 0 and (isinstance(value, VaryIndex) or (
@@ -114,7 +149,6 @@ class MemoryTier:
                 and value.size <= self.max_item)):
             data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
             self._keep(key, (data, token, self.clock() + left, _OVERHEAD + len(key) + len(data)))
-        return value
 
     def _admit(self, key: str) -> bool:
         """Whether a read of `key` that memory did not answer may leave a copy: from its second
@@ -158,10 +192,20 @@ class MemoryTier:
         self.forget([key])
         return self.inner.set(key, value, expire, group, keep_later)
 
+    async def set_async(self, key: str, value: object, expire: float, group: str | None = None,
+                        keep_later: bool = False) -> bool:
+        self.forget([key])
+        return await self.inner.set_async(key, value, expire, group, keep_later)
+
     def delete(self, keys: Iterable[str]) -> int:
         keys = list(keys)
         self.forget(keys)
         return self.inner.delete(keys)
+
+    async def delete_async(self, keys: Iterable[str]) -> int:
+        keys = list(keys)
+        self.forget(keys)
+        return await self.inner.delete_async(keys)
 
     def clear(self) -> Usage:
         with self._lock:
@@ -182,6 +226,9 @@ class MemoryTier:
 
     def members(self, group: str) -> list[str]:
         return self.inner.members(group)
+
+    async def members_async(self, group: str) -> list[str]:
+        return await self.inner.members_async(group)
 
     def scan(self, members: bool = False) -> Iterator[str]:
         return self.inner.scan(members)

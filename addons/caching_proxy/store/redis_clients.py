@@ -201,8 +201,9 @@ class Clients:
 
     def async_client(self) -> Any:
         """redis-py's asyncio client for the same address, for calls made on the event loop
-        (the store locks); one per event loop, since such a client belongs to the loop it was
-        made in, and made again after its own bookkeeping failed (see `failed`)."""
+        (lookups, response writes and the store locks); one per event loop, since such a
+        client belongs to the loop it was made in, and made again after its own bookkeeping
+        failed (see `failed`)."""
         import asyncio
 
         loop = asyncio.get_running_loop()

@@ -27,30 +27,33 @@ asynchronously, so the writes the old master had not yet passed on (a purge amon
 lost with it.
 
 A hit is one GET (two under Vary). Values are pickled and read back with an unpickler that only
-builds this package's entry classes, so whoever can write to the Redis cannot make the proxy run
-code. Every Redis failure surfaces as `StoreUnavailable` (an OSError), which the addon turns into
-pass-through; after a failure the store answers "unavailable" at once for a second instead of
-making every request wait for a dead server.
+builds this package's entry classes (store/redis_codec.py), so whoever can write to the Redis
+cannot make the proxy run code. Every Redis failure surfaces as `StoreUnavailable` (an OSError),
+which the addon turns into pass-through; after a failure the store answers "unavailable" at once
+for a second instead of making every request wait for a dead server.
+
+The calls a lookup, a response write and a lock make have asynchronous twins (`*_async`,
+store/backend.py) on redis-py's asyncio client (one per event loop, store/redis_clients.py):
+the same commands and scripts (store/redis_scripts.py), so the same atomicity, on the event
+loop with no thread. Each sync and async pair builds its command once and differs only in the
+client it is sent on.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
-import pickle
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from operator import methodcaller
 from typing import Any, TypeVar, cast
 
-from redis.commands.core import Script
-
-from caching_proxy.entry import Entry
-from caching_proxy.store.backend import SEP, EntryTooLarge, Unreadable
-from caching_proxy.store.base import Usage, VaryIndex
+from caching_proxy.store import redis_scripts as lua
+from caching_proxy.store.backend import SEP, EntryTooLarge
+from caching_proxy.store.base import Usage
 from caching_proxy.store.generations import SubscribedGenerations
 from caching_proxy.store.layout import Store
 from caching_proxy.store.redis_clients import Clients, parse_store_url
+from caching_proxy.store.redis_codec import ENTRY_MARK, decode, decoded, encode
 from caching_proxy.store.redis_keys import (
     CHANGES,
     COUNTERS,
@@ -63,122 +66,26 @@ from caching_proxy.store.redis_keys import (
     redis_key,
     split_key,
 )
+from caching_proxy.store.redis_scripts import LuaScript
+
+__all__ = ["DEFAULT_MAX_VALUE_SIZE", "RedisBackend", "RedisStore", "StoreUnavailable", "decode",
+           "encode"]
 
 DEFAULT_MAX_VALUE_SIZE = 8 << 20
 OUTAGE_BACKOFF = 1.0  # seconds of immediate pass-through after a failure
 BATCH = 500  # keys per pipeline or UNLINK
-ENTRY_MARK, INDEX_MARK, TAG_MARK = b"E", b"I", b"T"
-_NOW_MS = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) "
-# Every script's KEYS share one slot (store/redis_keys.py); PUBLISH reaches every node.
-# KEYS: member, group; ARGV: value, ttl in ms, changes channel, owner.
-_SET_MEMBER = _NOW_MS + """
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), KEYS[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
-redis.call('PEXPIREAT', KEYS[2], last[2])
-redis.call('PUBLISH', ARGV[3], ARGV[4])
-"""
-# KEYS: key; ARGV: value, ttl in ms, changes channel, owner.
-_SET = """
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('PUBLISH', ARGV[3], ARGV[4])
-"""
-# KEYS: group.
-_MEMBERS = _NOW_MS + """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-return redis.call('ZRANGE', KEYS[1], 0, -1)
-"""
-# KEYS: key; ARGV: value, ttl in ms, changes channel, owner. A later expiry (or none) already
-# there is kept.
-_SET_KEEP_LATER = """
-local current = redis.call('PTTL', KEYS[1])
-redis.call('PUBLISH', ARGV[3], ARGV[4])
-if current == -1 then return redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL') end
-return redis.call('SET', KEYS[1], ARGV[1], 'PX', math.max(current, tonumber(ARGV[2])))
-"""
-# KEYS: key[, its group]; ARGV: changes channel, owner to announce ('': none). The member
-# leaves its group in the same step, so `members` never lists a deleted key.
-_DELETE = """
-local removed = redis.call('DEL', KEYS[1])
-if KEYS[2] then redis.call('ZREM', KEYS[2], KEYS[1]) end
-if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
-return removed
-"""
-_GET_WITH_TTL = "return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}"
-# KEYS: use count; ARGV: window in ms.
-_COUNT_USE = ("local n = redis.call('INCR', KEYS[1]) redis.call('PEXPIRE', KEYS[1], ARGV[1])"
-              " return n")
-_DELETE_IF = ("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1])"
-              " end return 0")
-# KEYS: the counters' hash; ARGV: name, delta, name, delta, ... One command: a cluster
-# pipeline would send a timed-out HINCRBY again on its own, counting it twice.
-_ADD_COUNTS = ("for i = 1, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])"
-               " end")
-# No keys: runs on any node (a cluster forwards the message to every node).
-_PUBLISH = "return redis.call('PUBLISH', ARGV[1], ARGV[2])"
 T = TypeVar("T")
+# A `set`: the script, its KEYS and ARGV.
+_SetCall = tuple[LuaScript, list[str], list[bytes | int | str]]
 
 
 class StoreUnavailable(OSError):
     """The Redis server cannot be reached or failed."""
 
 
-class _EntryUnpickler(pickle.Unpickler):
-    ALLOWED = frozenset({
-        ("caching_proxy.entry", "Entry"),
-        ("caching_proxy.policy.storing", "StoredMeta"),
-        ("caching_proxy.store.base", "VaryIndex"),
-    })
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from Redis")
-        return super().find_class(module, name)
-
-
-def encode(value: object) -> bytes:
-    if isinstance(value, str):  # a tag marker: the URL it marks, not pickled
-        return TAG_MARK + value.encode("utf-8", "surrogateescape")
-    if not isinstance(value, Entry | VaryIndex):
-        raise TypeError(f"only responses, Vary indexes and tag markers are stored in Redis, "
-                        f"not {value!r}")
-    mark = ENTRY_MARK if isinstance(value, Entry) else INDEX_MARK
-    return mark + pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def decode(data: bytes | None) -> Entry | VaryIndex | str | None:
-    """The value in `data`; None for no data; Unreadable for anything this proxy did not write
-    (or a version of it with other classes)."""
-    if data is None:
-        return None
-    if data[:1] == TAG_MARK:
-        return data[1:].decode("utf-8", "surrogateescape")
-    if data[:1] not in (ENTRY_MARK, INDEX_MARK):
-        raise Unreadable("no mark of a stored response")
-    try:
-        value = _EntryUnpickler(io.BytesIO(data[1:])).load()
-    except Exception as e:  # whatever garbage makes pickle raise
-        raise Unreadable(repr(e)) from e
-    if not isinstance(value, Entry | VaryIndex):
-        raise Unreadable(f"a {type(value).__name__}")
-    return value
-
-
-def _script(text: str) -> Script:
-    # Bound to no client: each call names the current one (a cluster client may be made anew).
-    return Script(cast(Any, None), text.encode())
-
-
-def _decoded(data: bytes | None) -> object | None:
-    try:
-        return decode(data)
-    except Unreadable:
-        return None
-
-
 class RedisBackend:
-    """The Backend (store/backend.py) on Redis, with sync redis-py."""
+    """The Backend (store/backend.py) on Redis: sync redis-py, and its asyncio client for the
+    asynchronous twins."""
 
     def __init__(self, url: str, max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
                  timeout: float = 1.0) -> None:
@@ -187,15 +94,22 @@ class RedisBackend:
         self._clients = Clients(parse_store_url(url), timeout)
         self._down_until = 0.0
         self._set_member, self._set, self._set_keep_later = (
-            _script(_SET_MEMBER), _script(_SET), _script(_SET_KEEP_LATER))
-        self._members, self._get_with_ttl = _script(_MEMBERS), _script(_GET_WITH_TTL)
-        self._count_use, self._delete_if = _script(_COUNT_USE), _script(_DELETE_IF)
-        self._publish, self._add_counts = _script(_PUBLISH), _script(_ADD_COUNTS)
+            LuaScript(lua.SET_MEMBER), LuaScript(lua.SET), LuaScript(lua.SET_KEEP_LATER))
+        self._members, self._get_with_ttl = LuaScript(lua.MEMBERS), LuaScript(lua.GET_WITH_TTL)
+        self._count_use, self._delete_if = LuaScript(lua.COUNT_USE), LuaScript(lua.DELETE_IF)
+        self._publish, self._add_counts = LuaScript(lua.PUBLISH), LuaScript(lua.ADD_COUNTS)
 
     def _call(self, fn: Callable[[Any], T]) -> T:
         """`fn(client)`, every Redis failure turned into StoreUnavailable."""
         with self._outage(self._clients.failed):
             return fn(self._clients.client())
+
+    async def _call_async(self, fn: Callable[[Any], Awaitable[T]]) -> T:
+        """`_call` with the asyncio client: on the event loop, each socket operation bounded by
+        the client's timeout. A cancellation (the caller's timeout) is no Redis failure: redis-py
+        drops the connection it was on, and the outage state is left as it was."""
+        with self._outage(self._clients.async_failed):
+            return await fn(self._clients.async_client())
 
     @contextlib.contextmanager
     def _outage(self, failed: Callable[[Exception], None]) -> Iterator[None]:
@@ -224,6 +138,16 @@ class RedisBackend:
 
         return self._call(run)
 
+    async def _pipelined_async(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """`_pipelined` on the asyncio client (its pipeline, or its cluster pipeline)."""
+        async def run(client: Any) -> list[Any]:
+            pipe = client.pipeline(transaction=False)
+            for command in commands:
+                pipe.execute_command(*command)
+            return cast(list[Any], await pipe.execute())
+
+        return await self._call_async(run)
+
     # -- values and groups ---------------------------------------------------------------------
 
     def get(self, key: str, max_inline: int | None = None) -> object | None:
@@ -234,26 +158,36 @@ class RedisBackend:
             raise EntryTooLarge(key)
         return decode(self._call(lambda r: r.get(redis_key(key))))
 
+    async def get_async(self, key: str, max_inline: int | None = None) -> object | None:
+        if max_inline is not None and max_inline < 0:
+            raise EntryTooLarge(key)
+        return decode(await self._call_async(lambda r: r.get(redis_key(key))))
+
     def get_with_expiry(self, key: str, max_inline: int | None = None,
                         ) -> tuple[object | None, float | None]:
         """`get`, and the seconds it has left (None when absent), in one round trip."""
         if max_inline is not None and max_inline < 0:
             raise EntryTooLarge(key)
-        data, left = self._call(lambda r: self._get_with_ttl([redis_key(key)], client=r))
-        value = decode(data)
-        if value is None or left == -2:
-            return None, None
-        return value, (float("inf") if left == -1 else left / 1000)
+        keys = [redis_key(key)]
+        return _with_expiry(*self._call(lambda r: self._get_with_ttl(r, keys)))
+
+    async def get_with_expiry_async(self, key: str, max_inline: int | None = None,
+                                    ) -> tuple[object | None, float | None]:
+        if max_inline is not None and max_inline < 0:
+            raise EntryTooLarge(key)
+        keys = [redis_key(key)]
+        return _with_expiry(*await self._call_async(
+            lambda r: self._get_with_ttl.call_async(r, keys)))
 
     def get_many(self, keys: Iterable[str]) -> Iterator[object | None]:
         batch: list[str] = []
         for key in keys:
             batch.append(key)
             if len(batch) == BATCH:
-                yield from map(_decoded, self._pipelined(("GET", redis_key(k)) for k in batch))
+                yield from map(decoded, self._pipelined(("GET", redis_key(k)) for k in batch))
                 batch = []
         if batch:
-            yield from map(_decoded, self._pipelined(("GET", redis_key(k)) for k in batch))
+            yield from map(decoded, self._pipelined(("GET", redis_key(k)) for k in batch))
 
     def has(self, key: str) -> bool:
         # The command itself: a cluster client's exists() splits its keys by slot in a pipeline.
@@ -261,34 +195,43 @@ class RedisBackend:
 
     def set(self, key: str, value: object, expire: float, group: str | None = None,
             keep_later: bool = False) -> bool:
+        step = self._set_call(key, value, expire, group, keep_later)
+        if step is None:
+            return False
+        script, keys, args = step
+        self._call(lambda r: script(r, keys, args))
+        return True
+
+    async def set_async(self, key: str, value: object, expire: float, group: str | None = None,
+                        keep_later: bool = False) -> bool:
+        step = self._set_call(key, value, expire, group, keep_later)
+        if step is None:
+            return False
+        script, keys, args = step
+        await self._call_async(lambda r: script.call_async(r, keys, args))
+        return True
+
+    def _set_call(self, key: str, value: object, expire: float, group: str | None,
+                  keep_later: bool) -> _SetCall | None:
+        """The script that stores `value` (a member's also adds it to its group, in one step),
+        None for a value over max_value_size."""
         data = encode(value)
         if len(data) > self.max_value_size:
-            return False
+            return None
         args: list[bytes | int | str] = [data, max(1, int(expire * 1000)), CHANGES, owner_of(key)]
         if group is not None:
             if not key.startswith(group + SEP):
                 raise ValueError(f"{key!r} is not named as a member of group {group!r}")
-            keys = [redis_key(key), redis_key(group, GROUP)]
-            self._call(lambda r: self._set_member(keys, args, client=r))
-        else:
-            script = self._set_keep_later if keep_later else self._set
-            self._call(lambda r: script([redis_key(key)], args, client=r))
-        return True
+            return self._set_member, [redis_key(key), redis_key(group, GROUP)], args
+        return self._set_keep_later if keep_later else self._set, [redis_key(key)], args
 
     def delete(self, keys: Iterable[str]) -> int:
-        names = list(keys)
+        return sum(sum(self._pipelined(batch)) for batch in _delete_batches(keys))
+
+    async def delete_async(self, keys: Iterable[str]) -> int:
         removed = 0
-        for start in range(0, len(names), BATCH):
-            batch = names[start:start + BATCH]
-            # Each owner is announced once, by its last key's step (after all of its keys).
-            last = {owner_of(key): i for i, key in enumerate(batch)}
-            commands = []
-            for i, key in enumerate(batch):
-                owner = owner_of(key)
-                tagged = [redis_key(key)] + ([redis_key(owner, GROUP)] if SEP in key else [])
-                commands.append(("EVAL", _DELETE, len(tagged), *tagged, CHANGES,
-                                 owner if last[owner] == i else ""))
-            removed += sum(self._pipelined(commands))
+        for batch in _delete_batches(keys):
+            removed += sum(await self._pipelined_async(batch))
         return removed
 
     def expiry(self, key: str) -> float | None:
@@ -298,7 +241,12 @@ class RedisBackend:
         return float("inf") if left == -1 else left / 1000
 
     def members(self, group: str) -> list[str]:
-        found = self._call(lambda r: self._members([redis_key(group, GROUP)], client=r))
+        keys = [redis_key(group, GROUP)]
+        return [split_key(key)[1] for key in self._call(lambda r: self._members(r, keys))]
+
+    async def members_async(self, group: str) -> list[str]:
+        keys = [redis_key(group, GROUP)]
+        found = await self._call_async(lambda r: self._members.call_async(r, keys))
         return [split_key(key)[1] for key in found]
 
     def scan(self, members: bool = False) -> Iterator[str]:
@@ -336,7 +284,7 @@ class RedisBackend:
         for start in range(0, len(keys), BATCH):
             # A cluster client splits UNLINK by slot.
             self._call(methodcaller("unlink", *keys[start:start + BATCH]))
-        self._call(lambda r: self._publish([], [CHANGES, "*"], client=r))
+        self._call(lambda r: self._publish(r, [], [CHANGES, "*"]))
         return before
 
     def subscribe_changes(self) -> SubscribedGenerations:
@@ -355,28 +303,20 @@ class RedisBackend:
 
     async def delete_if_async(self, key: str, token: str) -> bool:
         return bool(await self._call_async(lambda r: r.eval(
-            _DELETE_IF, 1, redis_key(key, LOCK), token)))
-
-    async def _call_async(self, fn: Callable[[Any], Awaitable[T]]) -> T:
-        """`_call` with the asyncio client: on the event loop, each socket operation bounded by
-        the client's timeout."""
-        with self._outage(self._clients.async_failed):
-            return await fn(self._clients.async_client())
+            lua.DELETE_IF, 1, redis_key(key, LOCK), token)))
 
     def count_use(self, key: str, window: float) -> int:
         # One script: no other client's command runs between INCR and PEXPIRE.
         window_ms = max(1, int(window * 1000))
-        return int(self._call(lambda r: self._count_use([redis_key(key, USES)], [window_ms],
-                                                        client=r)))
+        return int(self._call(lambda r: self._count_use(r, [redis_key(key, USES)], [window_ms])))
 
     def delete_if(self, key: str, token: str) -> bool:
-        return bool(self._call(lambda r: self._delete_if([redis_key(key, LOCK)], [token],
-                                                         client=r)))
+        return bool(self._call(lambda r: self._delete_if(r, [redis_key(key, LOCK)], [token])))
 
     def add_counts(self, counts: dict[str, int]) -> None:
         args = [part for name, delta in counts.items() if delta for part in (name, delta)]
         if args:
-            self._call(lambda r: self._add_counts([COUNTERS], args, client=r))
+            self._call(lambda r: self._add_counts(r, [COUNTERS], args))
 
     def counters(self) -> dict[str, int]:
         found = self._call(lambda r: r.hgetall(COUNTERS))
@@ -387,6 +327,31 @@ class RedisBackend:
 
     def close(self) -> None:
         self._clients.close()
+
+
+def _with_expiry(data: bytes | None, left: int) -> tuple[object | None, float | None]:
+    """The value and seconds left from GET_WITH_TTL's answer (PTTL: -2 absent, -1 no expiry)."""
+    value = decode(data)
+    if value is None or left == -2:
+        return None, None
+    return value, (float("inf") if left == -1 else left / 1000)
+
+
+def _delete_batches(keys: Iterable[str]) -> Iterator[list[tuple[Any, ...]]]:
+    """The DELETE scripts that remove `keys` (each with its removal from its group), BATCH to a
+    pipeline. Each owner is announced once per batch, by its last key's step (after all of its
+    keys in it)."""
+    names = list(keys)
+    for start in range(0, len(names), BATCH):
+        batch = names[start:start + BATCH]
+        last = {owner_of(key): i for i, key in enumerate(batch)}
+        commands: list[tuple[Any, ...]] = []
+        for i, key in enumerate(batch):
+            owner = owner_of(key)
+            tagged = [redis_key(key)] + ([redis_key(owner, GROUP)] if SEP in key else [])
+            commands.append(("EVAL", lua.DELETE, len(tagged), *tagged, CHANGES,
+                             owner if last[owner] == i else ""))
+        yield commands
 
 
 class RedisStore(Store):

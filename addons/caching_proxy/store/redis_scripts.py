@@ -1,0 +1,81 @@
+"""The Lua scripts of the Redis store (store/redis_store.py), each usable from redis-py's sync
+and asyncio clients.
+
+A script runs atomically on the server: no other client's command runs between its steps. Every
+script's KEYS share one Cluster slot (store/redis_keys.py names a URL's keys, and a tag's, into
+one), so each stays one atomic step on a Redis Cluster too; PUBLISH reaches every node.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from redis.commands.core import AsyncScript, Script
+
+_NOW_MS = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) "
+# KEYS: member, group; ARGV: value, ttl in ms, changes channel, owner.
+SET_MEMBER = _NOW_MS + """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), KEYS[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[2], last[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+"""
+# KEYS: key; ARGV: value, ttl in ms, changes channel, owner.
+SET = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+"""
+# KEYS: group.
+MEMBERS = _NOW_MS + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"""
+# KEYS: key; ARGV: value, ttl in ms, changes channel, owner. A later expiry (or none) already
+# there is kept.
+SET_KEEP_LATER = """
+local current = redis.call('PTTL', KEYS[1])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+if current == -1 then return redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL') end
+return redis.call('SET', KEYS[1], ARGV[1], 'PX', math.max(current, tonumber(ARGV[2])))
+"""
+# KEYS: key[, its group]; ARGV: changes channel, owner to announce ('': none). The member
+# leaves its group in the same step, so `members` never lists a deleted key. Sent as EVAL in
+# pipelines (a pipeline cannot load a missing script midway).
+DELETE = """
+local removed = redis.call('DEL', KEYS[1])
+if KEYS[2] then redis.call('ZREM', KEYS[2], KEYS[1]) end
+if ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
+return removed
+"""
+GET_WITH_TTL = "return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}"
+# KEYS: use count; ARGV: window in ms.
+COUNT_USE = ("local n = redis.call('INCR', KEYS[1]) redis.call('PEXPIRE', KEYS[1], ARGV[1])"
+             " return n")
+DELETE_IF = ("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1])"
+             " end return 0")
+# KEYS: the counters' hash; ARGV: name, delta, name, delta, ... One command: a cluster
+# pipeline would send a timed-out HINCRBY again on its own, counting it twice.
+ADD_COUNTS = ("for i = 1, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])"
+              " end")
+# No keys: runs on any node (a cluster forwards the message to every node).
+PUBLISH = "return redis.call('PUBLISH', ARGV[1], ARGV[2])"
+
+
+class LuaScript:
+    """One script for both clients: redis-py's own Script and AsyncScript (EVALSHA, loading the
+    script where the server answers NOSCRIPT), bound to no client: each call names the current
+    one (a cluster client may be made anew, and an asyncio client belongs to its event loop)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._sync = Script(cast(Any, None), text.encode())
+        self._async = AsyncScript(cast(Any, None), text.encode())
+
+    def __call__(self, client: Any, keys: list[Any], args: list[Any] | None = None) -> Any:
+        return self._sync(keys, args or [], client=client)
+
+    async def call_async(self, client: Any, keys: list[Any], args: list[Any] | None = None,
+                         ) -> Any:
+        return await self._async(keys, args or [], client=client)
