@@ -130,6 +130,9 @@ def rows(entries: int) -> list[Row]:
             "base-proxy-miss", Load("unique", "/b1k/m"), "1 KB"),
         Row("redismiss-base", "previous checkout --store redis miss: a new URL every request",
             "base-proxy-redis", Load("unique", "/b1k/brm"), "1 KB"),
+        Row("redisnomem-base", "previous checkout --store redis --memory-size 0 hit, "
+            f"{SMALL_KEYS} entries", "base-proxy-redis-nomem",
+            Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
     ]
 
 
@@ -230,6 +233,8 @@ def server_commands(
         commands["base-proxy-miss"] = (proxy("base-miss"), old)
         if redis_url is not None:
             commands["base-proxy-redis"] = (proxy("base-redis", "--store", redis_url), old)
+            commands["base-proxy-redis-nomem"] = (proxy("base-redis-nomem", "--store", redis_url,
+                                                        "--memory-size", "0"), old)
     return commands
 
 
@@ -294,7 +299,7 @@ def prefill(started: dict[str, servers.Server], notes: list[str]) -> None:
         f"/t1k/h{i}" for i in range(SMALL_KEYS)]
     for name in ("proxy", "proxy-mem", "proxy-workers2", "proxy-redis", "proxy-redis-nomem",
                  "proxy-redis2", "proxy-cluster", "proxy-cluster-nomem",
-                 "base-proxy", "flask-dev", "flask-gunicorn", "flask-gunicorn1"):
+                 "base-proxy", "base-proxy-redis-nomem", "flask-dev", "flask-gunicorn", "flask-gunicorn1"):
         server = started.get(name)
         if server is None:
             continue
@@ -453,7 +458,9 @@ def targets(by_target: dict[str, float], growth: dict[str, float], entries: int)
         *([check("hit 1 KB >= 0.95x the previous checkout", r("hit1k", "hit1k-base"), 0.95, True),
            check("miss >= 0.95x the previous checkout", r("miss", "miss-base"), 0.95, True),
            check("Redis miss >= 0.95x the previous checkout", r("redismiss", "redismiss-base"),
-                 0.95, True)]
+                 0.95, True),
+           check("Redis hit, no memory tier, >= 0.95x the previous checkout",
+                 r("redisnomem", "redisnomem-base"), 0.95, True)]
           if "hit1k-base" in by_target else []),
     ]
 
