@@ -220,3 +220,82 @@ def test_lookups_and_writes_on_a_stopped_redis_wait_the_store_timeout_at_most_in
     warned = [r.getMessage() for r in caplog.records]
     assert sum("cache store unavailable" in m for m in warned) == 1, warned
     assert sum("caching resumed" in m for m in warned) == 1, warned
+
+
+def test_a_use_count_on_a_stopped_redis_waits_the_store_timeout_at_most_in_no_thread(
+        redis_server: RedisServer) -> None:
+    # A rule's `min_uses` count through the asyncio client on the loop (GuardedStore): counted
+    # while Redis answers, then 0 ("not admitted", nothing stored) after the store timeout,
+    # with no worker thread and the loop running throughout; counting again once it answers.
+    store = GuardedStore(RedisStore(redis_server.url, timeout=0.25), shared=True, remote=True,
+                         timeout=0.25)
+    executor = NoThreads()
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_default_executor(executor)
+        assert [await store.count_use_async("http://o:80/n", 60) for _ in range(2)] == [1, 2]
+        threads = threading.active_count()
+        async with redis_stopped(redis_server) as ticks:
+            began = time.monotonic()
+            assert await store.count_use_async("http://o:80/n", 60) == 0
+            waited = time.monotonic() - began
+            assert waited < 0.6, waited  # the 0.25 s store timeout and the machine
+            began = time.monotonic()
+            assert await store.count_use_async("http://o:80/n", 60) == 0  # the silent second
+            assert time.monotonic() - began < 0.05
+            await asyncio.sleep(0.2)
+            assert ticks[0] >= 20, ticks  # the loop ran throughout (about 0.45 s)
+            assert threading.active_count() == threads
+        await asyncio.sleep(1.1)
+        deadline = time.monotonic() + 10
+        # The stopped call's script may or may not have run once Redis woke: 3 or 4.
+        while (uses := await store.count_use_async("http://o:80/n", 60)) == 0:
+            assert time.monotonic() < deadline, "counts did not come back"
+            await asyncio.sleep(0.2)
+        assert uses in (3, 4), uses
+
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+        executor.shutdown()
+    assert executor.given == []
+
+
+MIN_USES = """
+[[rule]]
+match = "/popular/*"
+min_uses = 3
+"""
+
+
+def test_min_uses_on_a_stopped_redis_costs_a_request_the_store_timeout_at_most(
+        origin: Origin, make_proxy: Any, redis_server: RedisServer, tmp_path: Path) -> None:
+    # Through a real proxy: a min_uses rule's count is awaited in the response hook, so while
+    # Redis hangs each answer waits the store timeout at most, is the origin's, is not stored
+    # (the count failed: 0), and memory-tier hits go on concurrently.
+    config = tmp_path / "proxy.toml"
+    config.write_text(MIN_USES)
+    proxy = make_proxy("--config", str(config), "--store", redis_server.url,
+                       "--store-timeout", "0.25")
+    for path in ("/hot", *(f"/popular/p{i}" for i in range(6))):
+        origin.route(path, 200, FRESH, path.encode())
+    assert [fetch(proxy.url + "/hot").x_cache for _ in range(3)] == ["MISS", "HIT", "HIT"]
+    statuses = [fetch(proxy.url + "/popular/p0").header("Cache-Status") for _ in range(3)]
+    assert [s is not None and "min-uses" in s for s in statuses] == [True, True, False]
+    assert fetch(proxy.url + "/popular/p0").x_cache == "HIT"  # admitted on the third
+    assert redis_server.proc is not None
+    os.kill(redis_server.proc.pid, signal.SIGSTOP)
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            counted = [pool.submit(timed, proxy.url + f"/popular/p{i}") for i in range(1, 6)]
+            hot = [timed(proxy.url + "/hot") for _ in range(5)]
+            answers = [c.result() for c in counted]
+        assert max(s for s, _ in answers) < 1.0, answers  # 0.25 s, the origin, the machine
+        for i, (_, answer) in enumerate(answers, 1):
+            assert (answer.status, answer.body) == (200, f"/popular/p{i}".encode())
+            assert answer.x_cache == "MISS"
+        assert all(a.x_cache == "HIT" and s < 0.5 for s, a in hot), [(s, a.x_cache) for s, a in hot]
+    finally:
+        os.kill(redis_server.proc.pid, signal.SIGCONT)
+    assert "cache store unavailable" in proxy.output

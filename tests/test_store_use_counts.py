@@ -4,6 +4,7 @@ and removed by `clear`."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -61,3 +62,21 @@ def test_counts_are_not_values_and_clear_removes_them(store: Store) -> None:
     assert store.usage_estimate().entries == 1
     store.clear()
     assert store.count_use(URL, 60) == 1
+
+
+def test_the_asynchronous_count_adds_to_the_same_count(store: Store, tmp_path: Path) -> None:
+    # count_use_async (the addon's way on a network store) and count_use share one count,
+    # across handles, and restart after the window alike.
+    other = other_handle(store, tmp_path)
+
+    async def counts() -> list[int]:
+        return [await store.count_use_async(URL, 60), other.count_use(URL, 60),
+                await other.count_use_async(URL, 60), await store.count_use_async(URL + "?c", 60)]
+
+    try:
+        assert asyncio.run(counts()) == [1, 2, 3, 1]
+        assert asyncio.run(store.count_use_async(URL + "?w", 0.2)) == 1
+        time.sleep(0.4)
+        assert asyncio.run(store.count_use_async(URL + "?w", 0.2)) == 1
+    finally:
+        other.close()

@@ -158,7 +158,15 @@ class Filler:
         entry = self._entry_to_store(flow, state, resp_headers, now)
         expire = None if entry is None else expire_of(entry, self.shared.settings.keep_stale)
         store = self.shared.store
-        if entry is None or expire is None or store is None or not self._admitted(state):
+        if entry is None or expire is None or store is None:
+            self._answer_fill(flow, state, None)
+            return None
+        need = self._uses_needed(state)
+        if need > 1 and store.remote:
+            # The count is a network call: awaited in the hook's coroutine, not on the loop.
+            return self._admit_off_loop(flow, state, entry, expire, need)
+        if need > 1 and not self._admitted(state, need, store.count_use(
+                state.key, self._use_window())):
             self._answer_fill(flow, state, None)
             return None
         if not store.put_inline(entry):
@@ -167,30 +175,60 @@ class Filler:
         self._answer_fill(flow, state, entry if store.put(entry, expire) else None)
         return None
 
-    def _admitted(self, state: FlowState) -> bool:
-        """A rule's `min_uses`: whether this storable answer is the N-th request for its key
-        within the keep window (cache_keep_stale seconds between requests), counted in the store so
-        that every process on it shares the count. A key with a stored response (revalidated,
-        refreshed) is not counted again."""
+    @staticmethod
+    def _uses_needed(state: FlowState) -> int:
+        """A rule's `min_uses` for this storable answer: the N-th request for its key within the
+        use window is stored, counted in the store so that every process on it shares the
+        count; 1 (no count) without the rule, and for a key with a stored response
+        (revalidated, refreshed), which is not counted again."""
         need = state.config.min_uses if state.config is not None else 1
-        if need <= 1 or state.stored is not None or self.shared.store is None:
-            return True
-        uses = self.shared.store.count_use(state.key, max(1.0, self.shared.settings.keep_stale))
+        return 1 if state.stored is not None else need
+
+    def _use_window(self) -> float:
+        """Seconds a use count lasts after its latest request (cache_keep_stale, 1 s at least)."""
+        return max(1.0, self.shared.settings.keep_stale)
+
+    @staticmethod
+    def _admitted(state: FlowState, need: int, uses: int) -> bool:
+        """Whether `uses` (0 when the store failed) reaches `need`; if not, says so in the
+        answer's cache status."""
         if uses >= need:
             return True
         state.detail = f"min-uses:{uses}/{need}"
         return False
 
+    async def _admit_off_loop(self, flow: http.HTTPFlow, state: FlowState, entry: Entry,
+                              expire: float, need: int) -> None:
+        """For a network store: the use count awaited (within the store timeout), then the
+        answer stored as `_store_off_loop` does, or answered unstored. The fill is finished
+        once, here, whatever happens (the hook returned this coroutine instead)."""
+        try:
+            store = self.shared.store
+            uses = 0 if store is None else await store.count_use_async(
+                state.key, self._use_window())
+            if self._admitted(state, need, uses):
+                await self._put_and_answer(flow, state, entry, expire)
+            else:
+                self._answer_fill(flow, state, None)
+        finally:
+            self.coalescer.finish(state)
+
     async def _store_off_loop(self, flow: http.HTTPFlow, state: FlowState, entry: Entry,
                               expire: float) -> None:
         try:
-            store = self.shared.store
-            stored = store is not None and await store.put_off_loop(entry, expire)
-            if stored:
-                self.shared.too_large.discard(state.key)
-            self._answer_fill(flow, state, entry if stored else None)
+            await self._put_and_answer(flow, state, entry, expire)
         finally:
             self.coalescer.finish(state)
+
+    async def _put_and_answer(self, flow: http.HTTPFlow, state: FlowState, entry: Entry,
+                              expire: float) -> None:
+        """`entry` written with `put_off_loop`, then the answer marked as stored or not (the
+        caller finishes the fill)."""
+        store = self.shared.store
+        stored = store is not None and await store.put_off_loop(entry, expire)
+        if stored:
+            self.shared.too_large.discard(state.key)
+        self._answer_fill(flow, state, entry if stored else None)
 
     @staticmethod
     def _compress(flow: http.HTTPFlow, response: http.Response) -> None:

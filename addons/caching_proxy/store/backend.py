@@ -38,12 +38,12 @@ medium surface as OSError (Redis: StoreUnavailable) or sqlite3.Error, which the 
 pass-through.
 
 Asynchronous twins (`get_async`, `set_async`, `delete_async`, `members_async`: what the layout's
-lookup and put need, store/steps.py; `add_async`, `delete_if_async`: the locks) make the same
-call with the same guarantees, awaited on the event loop: Redis through redis-py's asyncio
-client, each socket operation bounded by the client's timeout; a local backend (diskcache) runs
-the synchronous call itself, a short local step (the addon never sends it a large value this
-way). A twin abandoned mid-call (cancelled) has either made its call or not, per key, as a
-process that died there.
+lookup and put need, store/steps.py; `add_async`, `delete_if_async`: the locks;
+`count_use_async`: a rule's `min_uses`) make the same call with the same guarantees, awaited
+on the event loop: Redis through redis-py's asyncio client, each socket operation bounded by
+the client's timeout; a local backend (diskcache) runs the synchronous call itself, a short
+local step (the addon never sends it a large value this way). A twin abandoned mid-call
+(cancelled) has either made its call or not, per key, as a process that died there.
 """
 
 from __future__ import annotations
@@ -133,6 +133,9 @@ class Backend(Protocol):
     def count_use(self, key: str, window: float) -> int:
         """Add one to the use count of `key` and make it expire `window` seconds from now, as one
         atomic step; the new count (1 when there was none or it had expired)."""
+
+    async def count_use_async(self, key: str, window: float) -> int:
+        """`count_use`, as `add_async` is `add` (the same single atomic step)."""
 
     def delete_if(self, key: str, token: str) -> bool:
         """Remove lock `key` only if it still carries `token` (atomic compare-and-delete), so a

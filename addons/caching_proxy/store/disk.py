@@ -164,6 +164,9 @@ class DiskBackend:
             self.cache.touch(USES_PREFIX + key, expire=window)
         return count
 
+    async def count_use_async(self, key: str, window: float) -> int:
+        return self.count_use(key, window)  # one local transaction, as `add_async`
+
     def delete_if(self, key: str, token: str) -> bool:
         # One transaction (BEGIN IMMEDIATE): no other process writes between the read and the
         # delete.

@@ -8,12 +8,12 @@ and once more when reads work again.
 - diskcache: lookups and writes run on the event loop (a local SQLite step), and values over
   OFF_LOOP_BYTES are read and written in a worker thread.
 - A network store (`remote`: Redis): every lookup the memory tier does not answer, every
-  response write and the fill and refresh locks go through redis-py's asyncio client on the
-  loop (Store.lookup_async, put_async, acquire_async: no thread), each waited for `timeout`
-  seconds at most; then the request passes through (nothing stored, not stored, no lock), one
-  warning is logged, and for a second every other call answers "unavailable" at once. A lock's
-  release is not waited for. Only `min_uses` counts are synchronous calls on the loop, bounded
-  by the client's socket timeout (the same `timeout`).
+  response write, the fill and refresh locks and a rule's `min_uses` count go through
+  redis-py's asyncio client on the loop (Store.lookup_async, put_async, acquire_async,
+  count_use_async: no thread), each waited for `timeout` seconds at most; then the request
+  passes through (nothing stored, not stored, no lock, a count of 0), one warning is logged,
+  and for a second every other call answers "unavailable" at once. A lock's release is not
+  waited for.
 
 The wrapped store's own guarantees (what is atomic, what is shared across processes) are
 unchanged; see store/layout.py. A write cut short by the timeout leaves what a process that
@@ -195,6 +195,15 @@ class GuardedStore:
     def count_use(self, key: str, window: float) -> int:
         """Store.count_use; 0 when the store failed (nothing is stored then anyway)."""
         return self.value(0, self.store.count_use, key, window)
+
+    async def count_use_async(self, key: str, window: float) -> int:
+        """`count_use`, for a network store with its asyncio client, waited for the store
+        timeout at most: then 0, as when the store failed (the answer is not stored). A count
+        cut short by the timeout may still have been added (one use too many, never one
+        lost). For a local store: `count_use` itself, a short local transaction."""
+        if not self.remote:
+            return self.count_use(key, window)
+        return await self._bounded(0, self.store.count_use_async, key, window)
 
     def release(self, name: str, token: str) -> None:
         """Give the lock back; for a network store with its asyncio client, not waited for

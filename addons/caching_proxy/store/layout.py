@@ -254,6 +254,12 @@ class Store:
         adds to the same count, and none is lost."""
         return self.backend.count_use(url, window)
 
+    async def count_use_async(self, url: str, window: float) -> int:
+        """`count_use` through the backend's asynchronous call, on the event loop (a network
+        store), with the same atomicity. Unbounded here: the caller bounds it (GuardedStore).
+        Abandoned (cancelled), the count was either added to or not, as a process that died."""
+        return await self.backend.count_use_async(url, window)
+
     def add_counts(self, counts: dict[str, int]) -> None:
         """Add to the persisted counters (hits, misses, ...), shared by every process."""
         self.backend.add_counts(counts)

@@ -245,6 +245,14 @@ class MemoryTier:
     async def delete_if_async(self, key: str, token: str) -> bool:
         return await self.inner.delete_if_async(key, token)
 
+    # Use counts are never kept in memory: every process must add to the store's one count.
+
+    def count_use(self, key: str, window: float) -> int:
+        return self.inner.count_use(key, window)
+
+    async def count_use_async(self, key: str, window: float) -> int:
+        return await self.inner.count_use_async(key, window)
+
     def usage(self) -> Usage:
         return self.inner.usage()
 

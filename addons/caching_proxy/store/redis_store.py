@@ -310,6 +310,11 @@ class RedisBackend:
         window_ms = max(1, int(window * 1000))
         return int(self._call(lambda r: self._count_use(r, [redis_key(key, USES)], [window_ms])))
 
+    async def count_use_async(self, key: str, window: float) -> int:
+        window_ms = max(1, int(window * 1000))
+        return int(await self._call_async(
+            lambda r: self._count_use.call_async(r, [redis_key(key, USES)], [window_ms])))
+
     def delete_if(self, key: str, token: str) -> bool:
         return bool(self._call(lambda r: self._delete_if(r, [redis_key(key, LOCK)], [token])))
 
