@@ -28,6 +28,7 @@ from caching_proxy.settings import Settings, Shared
 from caching_proxy.stale import StaleAnswers
 from caching_proxy.store import Store, is_redis_url, open_store
 from caching_proxy.store.guarded import STORE_ERRORS, GuardedStore
+from caching_proxy.store.redis_clients import redact_store_url
 
 __all__ = ["STORE_ERRORS", "CacheAddon"]
 
@@ -78,7 +79,8 @@ class CacheAddon:
             store = open_store(key[0], size_limit=key[1], lru_interval=key[2],
                                memory_size=key[3], timeout=key[4])
         except (*STORE_ERRORS, ValueError) as e:  # ValueError: a bad store URL (under mitmdump)
-            raise exceptions.OptionsError(f"cannot open cache store {key[0]}: {e}") from e
+            raise exceptions.OptionsError(
+                f"cannot open cache store {redact_store_url(key[0])}: {e}") from e
         shared = is_redis_url(key[0]) or workers.worker_number() is not None
         self.shared.store = GuardedStore(
             store, shared=shared, remote=is_redis_url(key[0]), timeout=key[4])

@@ -15,6 +15,7 @@ from caching_proxy.keys import url_key
 from caching_proxy.purge import counted, prefix_glob, remove, remove_tags
 from caching_proxy.report import entry_rows, stats_of, table
 from caching_proxy.store import Store, open_store
+from caching_proxy.store.redis_clients import redact_store_url
 
 LIST_COLUMNS = ["url", "status", "size", "age", "ttl", "variants"]
 
@@ -31,13 +32,14 @@ def human_size(n: int) -> str:
 def run(args: argparse.Namespace, path: str) -> int:
     """`path`: the diskcache folder or the Redis URL."""
     store = open_store(path)
+    shown = redact_store_url(path)  # a Redis URL's passwords as ***, in every line printed
     try:
-        result = carry_out(store, args, path)
+        result = carry_out(store, args, shown)
     except ValueError as e:
         print(f"caching-proxy: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # the store's medium failed (disk, Redis down)
-        print(f"caching-proxy: error: cache store {path}: {e}", file=sys.stderr)
+        print(f"caching-proxy: error: cache store {shown}: {e}", file=sys.stderr)
         return 1
     finally:
         store.close()
@@ -52,6 +54,7 @@ def url_or_none(target: str) -> str | None:
 
 
 def carry_out(store: Store, args: argparse.Namespace, path: str) -> dict[str, Any]:
+    """`path`: the store as shown (its passwords hidden)."""
     result: dict[str, Any] = {"store": path}
     say = (lambda text: None) if args.json else print
     targets = [*args.purge, *(prefix_glob(p) for p in args.purge_prefix)]

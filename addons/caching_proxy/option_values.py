@@ -114,12 +114,13 @@ use_stale = checked_by(parse_use_stale)
 
 
 def store_url(text: str) -> str:
-    from caching_proxy.store.redis_clients import parse_store_url
+    from caching_proxy.store.redis_clients import parse_store_url, redact_store_url
 
     try:
         parse_store_url(text)
     except ValueError as e:
-        raise argparse.ArgumentTypeError(f"invalid store {text!r}: {e}") from None
+        raise argparse.ArgumentTypeError(
+            f"invalid store {redact_store_url(text)!r}: {e}") from None
     return text
 
 

@@ -93,13 +93,16 @@ CACHE_OPTIONS: tuple[Option, ...] = (
     Option("cache_store", str, "",
            "Where responses are stored: empty for diskcache in cache_dir, or a Redis URL "
            "(redis://host:6379/0, redis+cluster://host:port[,host:port...], "
-           "redis+sentinel://host:port[,host:port...]/SERVICE[/DB]) shared by several proxy "
-           "instances.", (
+           "redis+sentinel://host:port[,host:port...]/SERVICE[/DB]; over TLS rediss://, "
+           "rediss+cluster://, rediss+sentinel:// with ?ssl_ca_certs=... options) shared by "
+           "several proxy instances; its passwords are shown as ***.", (
                Flag("--store", "keep responses in Redis instead of --cache-dir, shared by every "
                     "proxy given the same URL, e.g. redis://127.0.0.1:6379/0, a Redis Cluster "
                     "redis+cluster://n1:6379,n2:6379 or Sentinel "
-                    "redis+sentinel://s1:26379,s2:26379/mymaster/0 (see README for "
-                    "maxmemory-policy); the one-shot commands below work on it too",
+                    "redis+sentinel://s1:26379,s2:26379/mymaster/0; over TLS rediss://, "
+                    "rediss+cluster://user:pass@n1:6379 or rediss+sentinel://... with "
+                    "?ssl_ca_certs=FILE (see README for the options and maxmemory-policy); "
+                    "the one-shot commands below work on it too",
                     metavar="URL", parse=store_url),)),
     Option("cache_store_timeout", str, "0.25",
            "Seconds a request waits for a network store (Redis) before it passes through to the "

@@ -139,10 +139,13 @@ def run(
         else:
             m = LeanMaster(opts)
         m.addons.add(*addons(marks=web))
+        from caching_proxy.store.redis_clients import redact_store_url
+
+        # The store as shown: a Redis URL's passwords as ***.
+        store = redact_store_url(cache_options.get("cache_store") or cache_options["cache_dir"])
         line = (
             f"caching-proxy: listening on {'https' if cache_options.get('cache_tls_cert') else 'http'}"
-            f"://{host}:{port}, origin {origin}, "
-            f"cache {cache_options.get('cache_store') or cache_options['cache_dir']}"
+            f"://{host}:{port}, origin {origin}, cache {store}"
         )
         if web:
             line += f", inspect at http://127.0.0.1:{web_port}"

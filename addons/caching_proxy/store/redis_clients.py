@@ -8,8 +8,20 @@
 - `redis+sentinel://host:port[,host:port...]/SERVICE[/DB]`: the master Sentinel names for
   SERVICE (redis-py's Sentinel.master_for: each new connection asks the sentinels where the
   master is, so after a failover connections go to the promoted replica).
-`user:password@` before the hosts is passed to the data nodes (not to the sentinels). Ports
-default to 6379 (26379 for sentinels).
+`rediss+cluster://` and `rediss+sentinel://`: the same over TLS, to every node (for Sentinel: to
+the sentinels and to the master they name). `user:password@` (or `:password@`) before the hosts
+is passed to the data nodes (not to the sentinels). Ports default to 6379 (26379 for sentinels).
+A cluster or Sentinel URL takes these `?options` only (OPTIONS; any other is a one-line error):
+`ssl_ca_certs`, `ssl_certfile`, `ssl_keyfile` (files), `ssl_cert_reqs` (none|optional|required),
+`ssl_check_hostname` (true|false), each TLS only (a rediss+ scheme), passed as redis-py's own
+SSLConnection parameters to every connection; and for Sentinel `sentinel_username` and
+`sentinel_password`, the sentinels' own AUTH (redis-py's `sentinel_kwargs`). A one-server URL
+is read by redis-py's from_url, which takes the same TLS options (with `rediss://`) and `db`,
+`username`, `password`, `client_name` (PLAIN_OPTIONS: any other would reach redis-py's
+connection as an unknown argument, a TypeError on first use, or override the store's
+timeouts). `redact_store_url` is a URL to show: its passwords replaced by `***`. The asyncio
+clients' TLS connections share one SSLContext per settings, built when `Clients` is made
+(`_share_tls`).
 
 Each client has short socket timeouts and no retries of its own (redis-py's Retry with 0
 retries), so during an outage a request fails at once and passes through to the origin. The
@@ -21,27 +33,56 @@ Only what parses URLs is imported here at module level: option checks use it wit
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import logging
+import os
+import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import SplitResult, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 PLAIN_SCHEMES = ("redis://", "rediss://", "unix://")
 CLUSTER, SENTINEL = "redis+cluster://", "redis+sentinel://"
-SCHEMES = (*PLAIN_SCHEMES, CLUSTER, SENTINEL)
+TLS_CLUSTER, TLS_SENTINEL = "rediss+cluster://", "rediss+sentinel://"
+SCHEMES = (*PLAIN_SCHEMES, CLUSTER, SENTINEL, TLS_CLUSTER, TLS_SENTINEL)
 CLUSTER_FORM = "redis+cluster://host:6379[,host:port...]"
 SENTINEL_FORM = "redis+sentinel://host:26379[,host:port...]/SERVICE[/DB]"
+
+# A cluster or Sentinel URL's ?options: TLS ones (redis-py's SSLConnection parameters, the
+# same names as its from_url reads), and the sentinels' own AUTH (Sentinel only).
+TLS_OPTIONS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs",
+               "ssl_check_hostname")
+SENTINEL_OPTIONS = ("sentinel_username", "sentinel_password")
+OPTIONS = (*TLS_OPTIONS, *SENTINEL_OPTIONS)
+# A one-server URL's, which redis-py's from_url reads (unix://: its password and db are here).
+# Not its timeouts or retries: those are --store-timeout's and none, whatever the URL says.
+PLAIN_OPTIONS = ("db", "username", "password", "client_name", *TLS_OPTIONS)
+CERT_REQS = ("none", "optional", "required")
+BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+REDACTED = "***"
 
 
 @dataclass(frozen=True)
 class StoreAddress:
-    url: str
+    # repr=False: the URL and the passwords are never shown (a repr may end up in a log).
+    url: str = field(repr=False)
     kind: str  # "redis" (one server, redis-py reads the URL itself), "cluster" or "sentinel"
     nodes: tuple[tuple[str, int], ...] = ()
     service: str = ""
     db: int = 0
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False  # rediss+cluster:// or rediss+sentinel://
+    # redis-py's SSLConnection keyword arguments from the URL's ?options (TLS_OPTIONS).
+    tls_options: tuple[tuple[str, str | bool], ...] = ()
+    sentinel_username: str | None = None
+    sentinel_password: str | None = field(default=None, repr=False)
+
+    def tls_kwargs(self) -> dict[str, Any]:
+        """The TLS keyword arguments of every connection (none without TLS)."""
+        return {"ssl": True, **dict(self.tls_options)} if self.tls else {}
 
 
 def parse_store_url(text: str) -> StoreAddress:
@@ -51,14 +92,21 @@ def parse_store_url(text: str) -> StoreAddress:
         _port(parts)
         if parts.scheme != "unix" and not parts.hostname:
             raise ValueError("no host")
+        _options(parts.query, parts.scheme == "rediss", PLAIN_OPTIONS)
         return StoreAddress(text, "redis")
-    if not text.startswith((CLUSTER, SENTINEL)):
+    if not text.startswith((CLUSTER, SENTINEL, TLS_CLUSTER, TLS_SENTINEL)):
         raise ValueError("must be a Redis URL such as redis://127.0.0.1:6379/0, "
-                         f"{CLUSTER_FORM} or {SENTINEL_FORM}")
+                         f"{CLUSTER_FORM} or {SENTINEL_FORM} (rediss+...: over TLS)")
     parts = urlsplit(text)
-    if parts.query or parts.fragment:
-        raise ValueError("no ?options or #fragment in a cluster or sentinel URL")
-    cluster = text.startswith(CLUSTER)
+    if parts.fragment:
+        raise ValueError("no #fragment in a cluster or sentinel URL")
+    cluster = text.startswith((CLUSTER, TLS_CLUSTER))
+    tls = text.startswith((TLS_CLUSTER, TLS_SENTINEL))
+    options = _options(parts.query, tls, TLS_OPTIONS if cluster else OPTIONS)
+    if "sentinel_username" in options and "sentinel_password" not in options:
+        raise ValueError("option 'sentinel_username' needs 'sentinel_password'")
+    tls_options = tuple((k, v) for k, v in options.items() if k in TLS_OPTIONS)
+    sentinel_user, sentinel_secret = (options.get(k) for k in SENTINEL_OPTIONS)
     userinfo, _, hosts = parts.netloc.rpartition("@")
     username, _, password = userinfo.partition(":")
     nodes = tuple(_node(item, 6379 if cluster else 26379) for item in hosts.split(","))
@@ -67,13 +115,72 @@ def parse_store_url(text: str) -> StoreAddress:
     if cluster:
         if path:
             raise ValueError(f"a cluster has database 0 only, so no /DB: use {CLUSTER_FORM}")
-        return StoreAddress(text, "cluster", nodes, username=user, password=secret)
+        return StoreAddress(text, "cluster", nodes, username=user, password=secret, tls=tls,
+                            tls_options=tls_options)
     if not path or len(path) > 2:
         raise ValueError(f"no SERVICE: use {SENTINEL_FORM}")
     db = path[1] if len(path) == 2 else "0"
     if not db.isdigit():
         raise ValueError(f"bad DB {db!r}: a whole number")
-    return StoreAddress(text, "sentinel", nodes, unquote(path[0]), int(db), user, secret)
+    return StoreAddress(text, "sentinel", nodes, unquote(path[0]), int(db), user, secret, tls,
+                        tls_options, _str(sentinel_user), _str(sentinel_secret))
+
+
+def _options(query: str, tls: bool, allowed: tuple[str, ...]) -> dict[str, str | bool]:
+    """A URL's ?options, checked (`allowed` names, TLS ones only with `tls`, values, each given
+    once) and as redis-py takes them."""
+    found: dict[str, str | bool] = {}
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError:
+        raise ValueError("bad ?options: use name=value&name=value") from None
+    for name, value in pairs:
+        if name not in allowed:
+            raise ValueError(f"unknown option {name!r}: one of {', '.join(allowed)}")
+        if name in found:
+            raise ValueError(f"option {name!r} given twice")
+        if name in TLS_OPTIONS and not tls:
+            raise ValueError(f"option {name!r} is for TLS: use a rediss://, rediss+cluster:// "
+                             "or rediss+sentinel:// URL")
+        if not value:
+            raise ValueError(f"option {name!r} has no value")
+        found[name] = _option_value(name, value)
+    return found
+
+
+def _option_value(name: str, value: str) -> str | bool:
+    if name == "ssl_cert_reqs":
+        if value.lower() not in CERT_REQS:
+            raise ValueError(f"bad ssl_cert_reqs {value!r}: one of {'|'.join(CERT_REQS)}")
+        return value.lower()
+    if name == "ssl_check_hostname":
+        if value.lower() not in BOOLEANS:
+            raise ValueError(f"bad ssl_check_hostname {value!r}: true or false")
+        return BOOLEANS[value.lower()]
+    return value
+
+
+def _str(value: str | bool | None) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+# A netloc's password: after the user name's ":", up to the text's last "@" (greedy: a password
+# with a stray "/", "?" or "@" in it is still covered; at worst more than the password goes);
+# and a query option with "password" in its name.
+_NETLOC_SECRET = re.compile(r"^(?P<head>[^:/?#]+://[^:@/?#]*:).*@", re.DOTALL)
+_SECRET_PARAM = re.compile(r"(?P<name>[?&;][^=&;#]*password[^=&;#]*=)[^&;#]*", re.IGNORECASE)
+
+
+def redact_store_url(text: str) -> str:
+    """`text` (a store URL, or any store location) as it may be shown: the password in its
+    netloc (`user:***@`, `:***@`) and the value of every query option whose name has
+    "password" in it (`password=`, `sentinel_password=`, `ssl_password=`) replaced by `***`.
+    For any text with a `scheme://`, a valid URL or not (the error about a bad URL shows it
+    too); anything else (a diskcache folder) is returned as it is."""
+    if "://" not in text:
+        return text
+    text = _NETLOC_SECRET.sub(lambda m: m["head"] + REDACTED + "@", text, count=1)
+    return _SECRET_PARAM.sub(lambda m: m["name"] + REDACTED, text)
 
 
 def _node(item: str, default_port: int) -> tuple[str, int]:
@@ -110,6 +217,7 @@ class Clients:
         self._async: tuple[object, Any] | None = None  # (its event loop, the asyncio client)
         self.errors: tuple[type[Exception], ...] = (
             redis.RedisError, redis.exceptions.RedisClusterException)
+        self._prepare_tls()
 
     def client(self) -> Any:
         with self._lock:
@@ -126,19 +234,52 @@ class Clients:
         lib: Any = redis.asyncio if asynchronous else redis
         a = self.address
         if a.kind == "redis":
-            return lib.Redis.from_url(a.url, **self._options(lib, auth=False))
-        if a.kind == "cluster":
+            client = lib.Redis.from_url(a.url, **self._options(lib, auth=False))
+        elif a.kind == "cluster":
             # retry: none on errors; MOVED and ASK are still followed (not retries to redis-py).
-            return lib.cluster.RedisCluster(
+            client = lib.cluster.RedisCluster(
                 startup_nodes=[lib.cluster.ClusterNode(h, p) for h, p in a.nodes],
                 **self._options(lib))
-        sentinels = lib.sentinel.Sentinel(
-            list(a.nodes), sentinel_kwargs=self._options(lib, auth=False, health=0))
-        return sentinels.master_for(a.service, db=a.db, **self._options(lib))
+        else:
+            # The sentinels: the URL's TLS too, and their own AUTH (?sentinel_username=,
+            # ?sentinel_password=), never the data nodes' user and password.
+            sentinel_options = self._options(lib, auth=False, health=0)
+            if a.sentinel_password is not None:
+                sentinel_options.update(username=a.sentinel_username,
+                                        password=a.sentinel_password)
+            sentinels = lib.sentinel.Sentinel(list(a.nodes), sentinel_kwargs=sentinel_options)
+            client = sentinels.master_for(a.service, db=a.db, **self._options(lib))
+        if asynchronous and (a.tls or a.url.startswith("rediss://")):
+            try:
+                _share_tls(client)
+            except AttributeError:  # another redis-py's internals: its own contexts, slower
+                logging.getLogger(__name__).warning(
+                    "redis-py %s: TLS connections not on a shared SSL context",
+                    getattr(redis, "__version__", "?"))
+        return client
+
+    def _prepare_tls(self) -> None:
+        """For a TLS address, the SSLContext its asyncio connections share (`_share_tls`), built
+        now, when the store is opened, rather than on the event loop within a request's store
+        timeout. What fails here (a file that cannot be read) is left to the first connection,
+        which redis-py reports as a ConnectionError: the store is unavailable, the proxy runs."""
+        from redis.asyncio.connection import SSLConnection, parse_url
+
+        a = self.address
+        with contextlib.suppress(OSError, ValueError):  # ssl.SSLError is an OSError
+            if a.tls:
+                settings: dict[str, Any] = dict(a.tls_options)
+            elif a.url.startswith("rediss://"):  # its TLS options as redis-py's from_url reads
+                settings = {k: v for k, v in parse_url(a.url).items() if k.startswith("ssl_")}
+            else:
+                return
+            _shared_tls_context(SSLConnection(**settings).ssl_context).get()
 
     def _options(self, lib: Any = None, auth: bool = True, health: int = 30) -> dict[str, Any]:
         """A connection's short timeouts and no retries (`lib`'s Retry with 0 retries: redis or
-        redis.asyncio); `auth`: the URL's user and password (a plain URL's are in the URL)."""
+        redis.asyncio); `auth`: the URL's user and password (a plain URL's are in the URL); a
+        rediss+ URL's TLS (redis-py's `ssl` and `ssl_*` parameters: a plain URL's TLS is in its
+        scheme and query, which from_url reads)."""
         import redis  # its package and redis.asyncio load their retry, cluster, sentinel
         from redis.backoff import NoBackoff
 
@@ -150,6 +291,7 @@ class Clients:
             options["health_check_interval"] = health
         if auth:
             options.update(username=self.address.username, password=self.address.password)
+        options.update(self.address.tls_kwargs())
         return options
 
     def failed(self, error: Exception) -> None:
@@ -224,6 +366,70 @@ class Clients:
                 self._client.close()
                 self._client = None
         self._async = None
+
+
+# redis-py's asyncio SSLConnection builds an SSLContext of its own for each connection, and
+# ssl.create_default_context() loads the system's CA store each time (0.1 s measured here), on
+# the event loop: a cluster's first call opens two or three connections, which put it past
+# --store-timeout, and every new pooled connection stalls every request meanwhile. So the
+# asyncio TLS connections of the same settings share one RedisSSLContext (redis-py's holder of
+# a lazily built SSLContext), keyed by its settings and by the files' modification times: a
+# renewed certificate is read by the next connection made. (The sync clients, the CLI's and the
+# change subscriptions' threads, keep redis-py's own: they do not run on the event loop.)
+# tests/unit/test_redis_addressing.py checks the redis-py attributes this relies on.
+_TLS_CONTEXTS: dict[tuple[object, ...], Any] = {}
+_TLS_FILES = ("keyfile", "certfile", "ca_certs")
+
+
+def _shared_tls_context(holder: Any) -> Any:
+    """The RedisSSLContext for `holder`'s settings and files: the first one seen for them (so
+    its SSLContext is built once, by whichever connection needs it first)."""
+    settings = tuple(getattr(holder, name) for name in holder.__slots__ if name != "context")
+    files = tuple(_modified(getattr(holder, name)) for name in _TLS_FILES)
+    return _TLS_CONTEXTS.setdefault((*settings, *files), holder)
+
+
+def _modified(path: str | None) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns if path else None
+    except OSError:
+        return None
+
+
+@functools.cache
+def _sharing(connection_class: Any) -> Any:
+    """`connection_class` (redis-py's asyncio SSLConnection or its Sentinel-managed one), its
+    connections on the shared SSLContext of their settings."""
+    def __init__(self: Any, **kwargs: Any) -> None:
+        connection_class.__init__(self, **kwargs)
+        self.ssl_context = _shared_tls_context(self.ssl_context)
+
+    return type(f"{connection_class.__name__}OnSharedContext", (connection_class,),
+                {"__init__": __init__})
+
+
+def _share_tls(client: Any) -> None:
+    """Every TLS connection redis-py's asyncio `client` makes on a shared SSLContext: those of
+    its pool (a Sentinel client's: also each sentinel's), or a cluster client's nodes (the
+    startup ones, and those it discovers, made from its connection_kwargs)."""
+    from redis.asyncio.connection import SSLConnection
+
+    def shared(connection_class: Any) -> Any:
+        return _sharing(connection_class) if issubclass(connection_class, SSLConnection) \
+            else connection_class
+
+    if hasattr(client, "nodes_manager"):
+        client.connection_kwargs["connection_class"] = shared(
+            client.connection_kwargs["connection_class"])
+        for node in client.nodes_manager.startup_nodes.values():
+            node.connection_class = shared(node.connection_class)
+        return
+    pools = [client.connection_pool]
+    manager = getattr(client.connection_pool, "sentinel_manager", None)
+    if manager is not None:
+        pools += [sentinel.connection_pool for sentinel in manager.sentinels]
+    for pool in pools:
+        pool.connection_class = shared(pool.connection_class)
 
 
 def _text(value: bytes | str) -> str:

@@ -52,7 +52,7 @@ from caching_proxy.store.backend import SEP, EntryTooLarge
 from caching_proxy.store.base import Usage
 from caching_proxy.store.generations import SubscribedGenerations
 from caching_proxy.store.layout import Store
-from caching_proxy.store.redis_clients import Clients, parse_store_url
+from caching_proxy.store.redis_clients import Clients, parse_store_url, redact_store_url
 from caching_proxy.store.redis_codec import ENTRY_MARK, decode, decoded, encode
 from caching_proxy.store.redis_keys import (
     CHANGES,
@@ -89,7 +89,7 @@ class RedisBackend:
 
     def __init__(self, url: str, max_value_size: int = DEFAULT_MAX_VALUE_SIZE,
                  timeout: float = 1.0) -> None:
-        self.location = url
+        self.location = redact_store_url(url)  # as shown: in StoreUnavailable, so warnings
         self.max_value_size = max_value_size
         self._clients = Clients(parse_store_url(url), timeout)
         self._down_until = 0.0
