@@ -174,6 +174,21 @@ def test_hits_shared_and_listed_on_every_master(
     assert json_of("--store", cluster.url, "--stats")["stats"]["entries"] == len(rows)
 
 
+def test_a_proxy_on_a_cluster_shuts_down_cleanly_with_its_counts_written(
+        cluster: LocalCluster, shared_origin: Origin, tmp_path: Path) -> None:
+    # Its asyncio cluster client is closed on the loop at shutdown (left to the collector, it
+    # logged "Unclosed RedisCluster client" and "Unclosed ClusterNode object" errors), after
+    # the counters went to the store.
+    path = "/clean-exit"
+    shared_origin.route(path, 200, [FRESH], b"clean")
+    before = json_of("--store", cluster.url, "--stats")["stats"]["hits"]
+    with Proxy(shared_origin.url, tmp_path / "cache", "--store", cluster.url) as proxy:
+        assert [fetch(proxy.url + path).x_cache for _ in range(3)] == ["MISS", "HIT", "HIT"]
+    assert proxy.proc is not None and proxy.proc.returncode == 0, proxy.output
+    assert "Unclosed" not in proxy.output and "Traceback" not in proxy.output, proxy.output
+    assert json_of("--store", cluster.url, "--stats")["stats"]["hits"] == before + 2
+
+
 def test_url_purge_takes_every_variant_on_both_proxies(
         shared_origin: Origin, on_cluster: list[Proxy]) -> None:
     a, b = on_cluster

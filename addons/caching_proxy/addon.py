@@ -73,8 +73,8 @@ class CacheAddon:
             raise exceptions.OptionsError(str(e)) from e
         if key == self._store_key:
             return
-        if self.shared.store is not None:
-            self._close_store()
+        if (old := self._detach_store()) is not None:
+            old.close()
         try:
             store = open_store(key[0], size_limit=key[1], lru_interval=key[2],
                                memory_size=key[3], timeout=key[4])
@@ -98,19 +98,29 @@ class CacheAddon:
             if store is not None:
                 await asyncio.to_thread(store.flush)
 
-    def done(self) -> None:
+    def done(self) -> Awaitable[None] | None:
+        """A coroutine for a network store: its asyncio client is closed on the loop (mitmproxy
+        awaits it), where an unclosed cluster client would log an error when collected."""
         if self._maintenance is not None:
             self._maintenance.cancel()
         self.refresher.done()
-        if self.shared.store is not None:
-            self._close_store()
-            self.shared.store = None
+        store = self._detach_store()
+        if store is None:
+            return None
+        if store.remote:
+            return store.close_async()
+        store.close()
+        return None
 
-    def _close_store(self) -> None:
-        assert self.shared.store is not None
-        for flush in self.before_close:
-            flush()
-        self.shared.store.close()
+    def _detach_store(self) -> GuardedStore | None:
+        """The store, no longer the addon's, once what is pending for it (the counters) is
+        written; for the caller to close."""
+        store = self.shared.store
+        if store is not None:
+            for flush in self.before_close:
+                flush()
+        self.shared.store = None
+        return store
 
     # -- hooks ---------------------------------------------------------------------------------
 

@@ -69,7 +69,8 @@ class Harness:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.cache.done()
+        closing = self.cache.done()  # a coroutine only for a network store, not used here
+        assert closing is None, "a network store is closed by awaiting done()"
         self.context.__exit__(*exc)
 
     def configure(self, **options: Any) -> None:

@@ -156,3 +156,7 @@ class Backend(Protocol):
         """Write what the backend deferred to keep reads fast; called about once a second."""
 
     def close(self) -> None: ...
+
+    async def close_async(self) -> None:
+        """`close`, on the event loop the asyncio client was made on: its connections closed
+        there first (redis-py's cluster client left unclosed logs an error when collected)."""

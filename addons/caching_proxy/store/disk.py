@@ -213,6 +213,9 @@ class DiskBackend:
         """Write the recency of the entries read since the last call (see RecencyCache)."""
         self.cache.flush_recency()
 
+    async def close_async(self) -> None:
+        self.close()  # no asyncio client
+
     def close(self) -> None:
         with contextlib.suppress(OSError, sqlite3.Error):  # best effort; the store may be gone
             self.flush()

@@ -23,6 +23,7 @@ died mid-write would (store/layout.py is written for it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
@@ -228,6 +229,17 @@ class GuardedStore:
 
     def close(self) -> None:
         self.done(self.store.close)
+
+    async def close_async(self) -> None:
+        """`close` on the event loop (Store.close_async), bounded by the store timeout for a
+        network store; if that fails or times out, the synchronous close still runs."""
+        if self.remote:
+            # Best effort at shutdown (redis-py's own errors too): what is left, `close` closes.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(self.timeout):
+                    await self.store.close_async()
+                return
+        self.close()
 
     # ------------------------------------------------------------------------------------------
 

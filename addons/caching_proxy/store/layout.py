@@ -276,6 +276,10 @@ class Store:
     def close(self) -> None:
         self.backend.close()
 
+    async def close_async(self) -> None:
+        """`close`, with the asyncio client's connections closed on the running loop first."""
+        await self.backend.close_async()
+
     # ------------------------------------------------------------------------------------------
 
     # The steps lookups, puts and URL deletes share (store/steps.py).

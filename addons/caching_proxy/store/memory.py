@@ -265,7 +265,15 @@ class MemoryTier:
     def flush(self) -> None:
         self.inner.flush()
 
+    async def close_async(self) -> None:
+        self._close_own()
+        await self.inner.close_async()
+
     def close(self) -> None:
+        self._close_own()
+        self.inner.close()
+
+    def _close_own(self) -> None:
         with self._lock:
             self._copies.clear()
             self._bytes = 0
@@ -273,7 +281,6 @@ class MemoryTier:
         if callable(close_changes) and self.changes is not getattr(self.inner, "generations",
                                                                     None):
             close_changes()  # the Redis subscription; the disk file is the backend's own
-        self.inner.close()
 
     def __getattr__(self, name: str) -> Any:
         # Backend-specific helpers (DiskBackend.cache for the adapter tests, ...).

@@ -367,6 +367,15 @@ class Clients:
                 self._client = None
         self._async = None
 
+    async def close_async(self) -> None:
+        """The asyncio client's connections closed, if it was made on the running loop (one
+        made on another loop cannot be awaited here: it is dropped, as `close` does)."""
+        import asyncio
+
+        made, self._async = self._async, None
+        if made is not None and made[0] is asyncio.get_running_loop():
+            await made[1].aclose()
+
 
 # redis-py's asyncio SSLConnection builds an SSLContext of its own for each connection, and
 # ssl.create_default_context() loads the system's CA store each time (0.1 s measured here), on

@@ -333,6 +333,10 @@ class RedisBackend:
     def close(self) -> None:
         self._clients.close()
 
+    async def close_async(self) -> None:
+        await self._clients.close_async()
+        self.close()
+
 
 def _with_expiry(data: bytes | None, left: int) -> tuple[object | None, float | None]:
     """The value and seconds left from GET_WITH_TTL's answer (PTTL: -2 absent, -1 no expiry)."""
