@@ -12,7 +12,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -153,6 +153,18 @@ class NoThreads(ThreadPoolExecutor):
         raise AssertionError(f"a worker thread was asked to run {fn!r}")
 
 
+def run_without_threads(main: Callable[[], Coroutine[Any, Any, None]], executor: NoThreads,
+                        store: GuardedStore) -> None:
+    """`main()` on a new event loop (which makes `executor` its default), then `store` closed;
+    no worker thread was given any work."""
+    try:
+        asyncio.run(main())
+    finally:
+        store.close()
+        executor.shutdown()
+    assert executor.given == []
+
+
 def test_lookups_and_writes_on_a_stopped_redis_wait_the_store_timeout_at_most_in_no_thread(
         redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
     # The store API as the hooks use it (GuardedStore), on the real server with a memory tier:
@@ -217,12 +229,7 @@ def test_lookups_and_writes_on_a_stopped_redis_wait_the_store_timeout_at_most_in
         assert found is not None and found.body == b"back"
 
     caplog.set_level(logging.WARNING, logger="caching_proxy.store.guarded")
-    try:
-        asyncio.run(main())
-    finally:
-        store.close()
-        executor.shutdown()
-    assert executor.given == []
+    run_without_threads(main, executor, store)
     warned = [r.getMessage() for r in caplog.records]
     assert sum("cache store unavailable" in m for m in warned) == 1, warned
     assert sum("caching resumed" in m for m in warned) == 1, warned
@@ -260,12 +267,7 @@ def test_a_use_count_on_a_stopped_redis_waits_the_store_timeout_at_most_in_no_th
             await asyncio.sleep(0.2)
         assert uses in (3, 4), uses
 
-    try:
-        asyncio.run(main())
-    finally:
-        store.close()
-        executor.shutdown()
-    assert executor.given == []
+    run_without_threads(main, executor, store)
 
 
 MIN_USES = """

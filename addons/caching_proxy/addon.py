@@ -28,7 +28,7 @@ from caching_proxy.settings import Settings, Shared
 from caching_proxy.stale import StaleAnswers
 from caching_proxy.store import Store, is_redis_url, open_store
 from caching_proxy.store.guarded import STORE_ERRORS, GuardedStore
-from caching_proxy.store.redis_clients import redact_store_url
+from caching_proxy.store.redis_urls import redact_store_url
 
 __all__ = ["STORE_ERRORS", "CacheAddon"]
 

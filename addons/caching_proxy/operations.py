@@ -15,7 +15,7 @@ from caching_proxy.keys import url_key
 from caching_proxy.purge import counted, prefix_glob, remove, remove_tags
 from caching_proxy.report import entry_rows, stats_of, table
 from caching_proxy.store import Store, open_store
-from caching_proxy.store.redis_clients import redact_store_url
+from caching_proxy.store.redis_urls import redact_store_url
 
 LIST_COLUMNS = ["url", "status", "size", "age", "ttl", "variants"]
 

@@ -114,7 +114,7 @@ use_stale = checked_by(parse_use_stale)
 
 
 def store_url(text: str) -> str:
-    from caching_proxy.store.redis_clients import parse_store_url, redact_store_url
+    from caching_proxy.store.redis_urls import parse_store_url, redact_store_url
 
     try:
         parse_store_url(text)

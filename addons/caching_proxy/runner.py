@@ -139,7 +139,7 @@ def run(
         else:
             m = LeanMaster(opts)
         m.addons.add(*addons(marks=web))
-        from caching_proxy.store.redis_clients import redact_store_url
+        from caching_proxy.store.redis_urls import redact_store_url
 
         # The store as shown: a Redis URL's passwords as ***.
         store = redact_store_url(cache_options.get("cache_store") or cache_options["cache_dir"])

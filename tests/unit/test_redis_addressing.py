@@ -17,12 +17,7 @@ from caching_proxy.refresh import REFRESH_LOCK
 from caching_proxy.store.backend import SEP
 from caching_proxy.store.base import variant_key
 from caching_proxy.store.layout import tag_group
-from caching_proxy.store.redis_clients import (
-    Clients,
-    StoreAddress,
-    parse_store_url,
-    redact_store_url,
-)
+from caching_proxy.store.redis_clients import Clients
 from caching_proxy.store.redis_keys import (
     COUNTERS,
     GROUP,
@@ -33,6 +28,7 @@ from caching_proxy.store.redis_keys import (
     split_key,
 )
 from caching_proxy.store.redis_store import RedisBackend, StoreUnavailable
+from caching_proxy.store.redis_urls import StoreAddress, parse_store_url, redact_store_url
 from support.certs import make_certs
 from support.origin import free_port
 from support.proxy import cli

@@ -12,7 +12,7 @@ from caching_proxy.store.base import Usage, VaryIndex, variant_key
 from caching_proxy.store.disk import DEFAULT_LRU_INTERVAL, DEFAULT_SIZE_LIMIT, DiskStore
 from caching_proxy.store.layout import Store
 from caching_proxy.store.memory import MemoryTier
-from caching_proxy.store.redis_clients import SCHEMES as REDIS_SCHEMES
+from caching_proxy.store.redis_urls import SCHEMES as REDIS_SCHEMES
 
 __all__ = ["DEFAULT_SIZE_LIMIT", "DiskStore", "EntryTooLarge", "Store", "Unreadable", "Usage",
            "VaryIndex", "is_redis_url", "open_store", "variant_key"]

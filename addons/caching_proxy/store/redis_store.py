@@ -52,7 +52,7 @@ from caching_proxy.store.backend import SEP, EntryTooLarge
 from caching_proxy.store.base import Usage
 from caching_proxy.store.generations import SubscribedGenerations
 from caching_proxy.store.layout import Store
-from caching_proxy.store.redis_clients import Clients, parse_store_url, redact_store_url
+from caching_proxy.store.redis_clients import Clients
 from caching_proxy.store.redis_codec import ENTRY_MARK, decode, decoded, encode
 from caching_proxy.store.redis_keys import (
     CHANGES,
@@ -67,6 +67,7 @@ from caching_proxy.store.redis_keys import (
     split_key,
 )
 from caching_proxy.store.redis_scripts import LuaScript
+from caching_proxy.store.redis_urls import parse_store_url, redact_store_url
 
 __all__ = ["DEFAULT_MAX_VALUE_SIZE", "RedisBackend", "RedisStore", "StoreUnavailable", "decode",
            "encode"]
