@@ -72,7 +72,7 @@ class Clients:
                                         password=a.sentinel_password)
             sentinels = lib.sentinel.Sentinel(list(a.nodes), sentinel_kwargs=sentinel_options)
             client = sentinels.master_for(a.service, db=a.db, **self._options(lib))
-        if asynchronous and (a.tls or a.url.startswith("rediss://")):
+        if asynchronous and a.over_tls:
             try:
                 _share_tls(client)
             except AttributeError:  # another redis-py's internals: its own contexts, slower
@@ -86,16 +86,15 @@ class Clients:
         now, when the store is opened, rather than on the event loop within a request's store
         timeout. What fails here (a file that cannot be read) is left to the first connection,
         which redis-py reports as a ConnectionError: the store is unavailable, the proxy runs."""
+        a = self.address
+        if not a.over_tls:
+            return
         from redis.asyncio.connection import SSLConnection, parse_url
 
-        a = self.address
         with contextlib.suppress(OSError, ValueError):  # ssl.SSLError is an OSError
-            if a.tls:
-                settings: dict[str, Any] = dict(a.tls_options)
-            elif a.url.startswith("rediss://"):  # its TLS options as redis-py's from_url reads
-                settings = {k: v for k, v in parse_url(a.url).items() if k.startswith("ssl_")}
-            else:
-                return
+            # A rediss:// URL's TLS options are in its query, as redis-py's from_url reads them.
+            settings: dict[str, Any] = dict(a.tls_options) if a.tls else {
+                k: v for k, v in parse_url(a.url).items() if k.startswith("ssl_")}
             _shared_tls_context(SSLConnection(**settings).ssl_context).get()
 
     def _options(self, lib: Any = None, auth: bool = True, health: int = 30) -> dict[str, Any]:

@@ -68,6 +68,11 @@ class StoreAddress:
     sentinel_username: str | None = None
     sentinel_password: str | None = field(default=None, repr=False)
 
+    @property
+    def over_tls(self) -> bool:
+        """Whether its connections are TLS: a rediss+ scheme, or a one-server rediss:// URL."""
+        return self.tls or self.url.startswith("rediss://")
+
     def tls_kwargs(self) -> dict[str, Any]:
         """The TLS keyword arguments of every connection (none without TLS)."""
         return {"ssl": True, **dict(self.tls_options)} if self.tls else {}
