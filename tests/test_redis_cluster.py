@@ -174,6 +174,19 @@ def test_hits_shared_and_listed_on_every_master(
     assert json_of("--store", cluster.url, "--stats")["stats"]["entries"] == len(rows)
 
 
+def settled_hits(cluster: LocalCluster) -> int:
+    """The cluster's hit count once the module's other proxies have written theirs (each writes
+    its counts about once a second): two reads over a second apart that agree."""
+    last = None
+    deadline = time.monotonic() + 15
+    while True:
+        hits: int = json_of("--store", cluster.url, "--stats")["stats"]["hits"]
+        if hits == last or time.monotonic() > deadline:
+            return hits
+        last = hits
+        time.sleep(1.2)
+
+
 def test_a_proxy_on_a_cluster_shuts_down_cleanly_with_its_counts_written(
         cluster: LocalCluster, shared_origin: Origin, tmp_path: Path) -> None:
     # Its asyncio cluster client is closed on the loop at shutdown (left to the collector, it
@@ -181,7 +194,7 @@ def test_a_proxy_on_a_cluster_shuts_down_cleanly_with_its_counts_written(
     # the counters went to the store.
     path = "/clean-exit"
     shared_origin.route(path, 200, [FRESH], b"clean")
-    before = json_of("--store", cluster.url, "--stats")["stats"]["hits"]
+    before = settled_hits(cluster)
     with Proxy(shared_origin.url, tmp_path / "cache", "--store", cluster.url) as proxy:
         assert [fetch(proxy.url + path).x_cache for _ in range(3)] == ["MISS", "HIT", "HIT"]
     assert proxy.proc is not None and proxy.proc.returncode == 0, proxy.output

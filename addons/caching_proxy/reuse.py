@@ -7,6 +7,7 @@ a wait for another request's fill makes the hook a coroutine.
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from dataclasses import dataclass
 
 from mitmproxy import http
 
@@ -18,6 +19,7 @@ from caching_proxy.keys import request_key
 from caching_proxy.options import CACHE_NAME
 from caching_proxy.policy import (
     Action,
+    Lookup,
     bypass_reason,
     cache_status,
     evaluate,
@@ -33,6 +35,17 @@ from caching_proxy.settings import Shared
 from caching_proxy.store.guarded import EntryTooLarge
 
 Headers = list[tuple[str, str]]
+PIN_KEY = "caching_proxy.pinned"  # flow.metadata: a Pinned hit, from the lane to the request hook
+
+
+@dataclass(frozen=True, slots=True)
+class Pinned:
+    """A fresh hit found for a flow before its hooks ran (Reuse.pin_hit)."""
+
+    state: FlowState
+    headers: Headers
+    entry: Entry
+    lookup: Lookup
 
 
 class Reuse:
@@ -45,10 +58,64 @@ class Reuse:
         store = self.shared.store
         if flow.response is not None or store is None:
             return None
-        request = flow.request
+        pinned = flow.metadata.pop(PIN_KEY, None)
+        if isinstance(pinned, Pinned):
+            flow.metadata[META_KEY] = pinned.state
+            self._answer_hit(flow, pinned.state, pinned.headers, pinned.entry, pinned.lookup)
+            return None
+        state, headers, coding = self._prepare(flow.request)
+        flow.metadata[META_KEY] = state
+        if state.outcome == "pass":
+            return None
+        try:
+            entry = store.lookup(state.key, headers)
+            if (entry is None and coding is None and self.shared.settings.encodings
+                    and self._decoded_hit(flow, state, headers)):
+                return None
+        except EntryTooLarge:
+            return self._decide_off_loop(flow, state, headers)
+        return self._decide(flow, state, headers, entry)
+
+    def pin_hit(self, flow: http.HTTPFlow) -> bool | Awaitable[bool]:
+        """For the hit lane (hit_lane.py), before any hook has run: whether the store answers
+        `flow` as it stands with a fresh stored response (a plain HIT: no refresh, no decoding,
+        no origin). If so that answer is pinned on the flow, and its request hook gives it
+        without reading the store again. Reads the store and changes nothing else; on False the
+        flow carries nothing of the cache's (its request is normalized as the hook would)."""
+        store = self.shared.store
+        if store is None or flow.response is not None:
+            return False
+        state, headers, _ = self._prepare(flow.request)
+        if state.outcome == "pass":
+            return False
+        try:
+            entry = store.lookup(state.key, headers)
+        except EntryTooLarge:
+            return self._pin_off_loop(flow, state, headers)
+        return self._pin(flow, state, headers, entry)
+
+    async def _pin_off_loop(self, flow: http.HTTPFlow, state: FlowState,
+                            headers: Headers) -> bool:
+        assert self.shared.store is not None
+        entry = await self.shared.store.lookup_off_loop(state.key, headers)
+        return self._pin(flow, state, headers, entry)
+
+    def _pin(self, flow: http.HTTPFlow, state: FlowState, headers: Headers,
+             entry: Entry | None) -> bool:
+        if entry is None:
+            return False
+        lookup = evaluate(state.directives, entry.meta, self.shared.clock())
+        if lookup.action is not Action.HIT:
+            return False
+        flow.metadata[PIN_KEY] = Pinned(state, headers, entry, lookup)
+        return True
+
+    def _prepare(self, request: http.Request) -> tuple[FlowState, Headers, str | None]:
+        """The flow's state, the request's fields as text and its normalized coding. A request
+        the cache passes (method, bypass, rule, a range of a too-large object) comes back with
+        its state's outcome "pass": not looked up, and its answer not stored."""
         target = request.data.path.decode("latin-1")
         state = FlowState(key=request_key(request, target))
-        flow.metadata[META_KEY] = state
         settings = self.shared.settings
         coding = None
         if settings.encodings and request.method in ("GET", "HEAD"):
@@ -65,17 +132,9 @@ class Reuse:
         if bypass is not None:
             state.outcome = "pass"
             state.fwd = "method" if bypass == "method" else "bypass"
-            return None
-        if "cache-control" in request.headers or "pragma" in request.headers:
+        elif "cache-control" in request.headers or "pragma" in request.headers:
             state.directives = parse_request_directives(headers)
-        try:
-            entry = store.lookup(state.key, headers)
-            if (entry is None and coding is None and settings.encodings
-                    and self._decoded_hit(flow, state, headers)):
-                return None
-        except EntryTooLarge:
-            return self._decide_off_loop(flow, state, headers)
-        return self._decide(flow, state, headers, entry)
+        return state, headers, coding
 
     def _decoded_hit(self, flow: http.HTTPFlow, state: FlowState, headers: Headers) -> bool:
         """For a client that accepts no coding: answer from a fresh variant stored for one the
@@ -114,10 +173,7 @@ class Reuse:
         lookup = evaluate(state.directives, entry.meta if entry else None, now)
         action = lookup.action
         if action is Action.HIT and entry is not None:
-            serve.answer(flow, state, entry, self.shared, age=lookup.age, outcome="hit",
-                         request_headers=headers,
-                         status=cache_status(CACHE_NAME, hit=True, ttl=lookup.ttl,
-                                             detail=_overrode(state, entry)))
+            self._answer_hit(flow, state, headers, entry, lookup)
             return None
         if action is Action.STALE_WHILE_REVALIDATE and entry is not None:
             self.refresher.refresh(flow, state, entry, lookup.conditional_headers)
@@ -148,6 +204,13 @@ class Reuse:
         self._forward(flow.request, state, headers, entry,
                       lookup.conditional_headers if action is Action.REVALIDATE else ())
         return self.coalescer.begin(flow, state, headers)
+
+    def _answer_hit(self, flow: http.HTTPFlow, state: FlowState, headers: Headers,
+                    entry: Entry, lookup: Lookup) -> None:
+        serve.answer(flow, state, entry, self.shared, age=lookup.age, outcome="hit",
+                     request_headers=headers,
+                     status=cache_status(CACHE_NAME, hit=True, ttl=lookup.ttl,
+                                         detail=_overrode(state, entry)))
 
     def _forward(self, request: http.Request, state: FlowState, headers: Headers,
                  entry: Entry | None, validators: tuple[tuple[str, str], ...]) -> None:

@@ -81,6 +81,9 @@ def rows(entries: int) -> list[Row]:
             "(no cache)", "ceiling", Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
         Row("hit1k", f"caching-proxy hit, {SMALL_KEYS} entries", "proxy",
             Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
+        Row("hitnolane", f"caching-proxy --no-hit-lane hit, {SMALL_KEYS} entries (every hit "
+            "through mitmproxy's layers)", "proxy-nolane", Load("random", "/b1k/h", SMALL_KEYS),
+            "1 KB"),
         Row("hitmem", f"caching-proxy hit, {SMALL_KEYS} entries, --memory-size 64m",
             "proxy-mem", Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
         Row("hittagged", f"caching-proxy hit, {SMALL_KEYS} tagged entries (Surrogate-Key)",
@@ -104,6 +107,8 @@ def rows(entries: int) -> list[Row]:
             Load("fixed", "/nostore/x"), "1 KB"),
         Row("workers2", f"caching-proxy --workers 2 hit, {SMALL_KEYS} entries", "proxy-workers2",
             Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
+        Row("workers2nolane", f"caching-proxy --workers 2 --no-hit-lane hit, {SMALL_KEYS} "
+            "entries", "proxy-workers2-nolane", Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
         Row("redis1", f"caching-proxy --store redis hit, {SMALL_KEYS} entries", "proxy-redis",
             Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
         Row("redisnomem", f"caching-proxy --store redis --memory-size 0 hit, {SMALL_KEYS} entries",
@@ -206,6 +211,7 @@ def server_commands(
         "proxy": (proxy("proxy"), {}),
         "ceiling": ([sys.executable, "-O", "-m", "benchmark.ceiling", "--port", "{port}",
                      "--origin", origin_url], {}),
+        "proxy-nolane": (proxy("nolane", "--no-hit-lane"), {}),
         "proxy-full": (proxy("full"), {}),
         "proxy-miss": (proxy("miss"), {}),
         "proxy-mem": (proxy("mem", "--memory-size", "64m"), {}),
@@ -217,6 +223,8 @@ def server_commands(
     }
     if has_workers_option():
         commands["proxy-workers2"] = (proxy("workers2", "--workers", "2"), {})
+        commands["proxy-workers2-nolane"] = (proxy("workers2-nolane", "--workers", "2",
+                                                   "--no-hit-lane"), {})
     if redis_url is not None:
         commands["proxy-redis"] = (proxy("redis", "--store", redis_url), {})
         commands["proxy-redis-nomem"] = (proxy("redis-nomem", "--store", redis_url,
@@ -297,7 +305,8 @@ def prefill(started: dict[str, servers.Server], notes: list[str]) -> None:
     """Stores the small sets; a second request for one URL must then be a HIT."""
     paths = [f"/b1k/h{i}" for i in range(SMALL_KEYS)] + ["/b44k/x"] + [
         f"/t1k/h{i}" for i in range(SMALL_KEYS)]
-    for name in ("proxy", "proxy-mem", "proxy-workers2", "proxy-redis", "proxy-redis-nomem",
+    for name in ("proxy", "proxy-nolane", "proxy-mem", "proxy-workers2", "proxy-workers2-nolane",
+                 "proxy-redis", "proxy-redis-nomem",
                  "proxy-redis2", "proxy-cluster", "proxy-cluster-nomem",
                  "base-proxy", "base-proxy-redis-nomem", "flask-dev", "flask-gunicorn", "flask-gunicorn1"):
         server = started.get(name)
@@ -447,6 +456,9 @@ def targets(by_target: dict[str, float], growth: dict[str, float], entries: int)
         # Issue 17's targets.
         check("one worker >= 4x plain mitmdump on hits", r("hit1k", "mitmdump1k"), 4.0, True),
         check("--workers 2 >= 1.25x naive gunicorn -w 2", r("workers2", "gunicorn"), 1.25, True),
+        check("hit lane on vs off, one worker (no target)", r("hit1k", "hitnolane"), 0.0, True),
+        check("hit lane on vs off, --workers 2 (no target)", r("workers2", "workers2nolane"),
+              0.0, True),
         check("hit vs mitmproxy's bound, the lean master answering at once (no target)",
               r("hit1k", "ceiling"), 0.0, True),
         check("mitmproxy's bound vs plain mitmdump (no target)", r("ceiling", "mitmdump1k"),
