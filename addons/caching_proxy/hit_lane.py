@@ -101,6 +101,10 @@ def http1_idle(handler: Any) -> bool:
 
 def must_close(request: http.Request, response: http.Response) -> bool:
     """Where mitmproxy's Http1Server closes the connection after this exchange."""
+    if (request.data.http_version == response.data.http_version == b"HTTP/1.1"
+            and not _has(request, b"connection") and _has(response, b"content-length")
+            and not _has(response, b"connection") and not _has(response, b"transfer-encoding")):
+        return False  # the common case, read off the raw fields (mitmproxy's checks: 3 us)
     try:
         until_eof = http1.expected_http_body_size(request, response) == -1
     except ValueError:
@@ -112,12 +116,18 @@ def must_close(request: http.Request, response: http.Response) -> bool:
 def encoded_body(request: http.Request, response: http.Response) -> list[bytes | memoryview]:
     """The body's bytes on the wire, as mitmproxy's Http1Server sends them."""
     content = response.raw_content or b""
-    if "chunked" not in response.headers.get("transfer-encoding", "").lower():
+    if not _has(response, b"transfer-encoding") or (
+            "chunked" not in response.headers.get("transfer-encoding", "").lower()):
         return [content] if content else []
     out: list[bytes | memoryview] = [b"%x\r\n" % len(content), content, b"\r\n"] if content else []
     if request.method.upper() != "HEAD":
         out.append(b"0\r\n\r\n")
     return out
+
+
+def _has(message: http.Message, name: bytes) -> bool:
+    """Whether `message` has field `name` (lower case), read off its raw fields."""
+    return any(k.lower() == name for k, _ in message.headers.fields)
 
 
 class Lane:
@@ -246,9 +256,12 @@ class LaneReader:
         if response is None:
             return CLOSE
         writer = self._io.writer
-        writer.write(http1.assemble_response_head(response))
-        for chunk in encoded_body(request, response):
-            writer.write(chunk)
+        wire = [http1.assemble_response_head(response), *encoded_body(request, response)]
+        if sum(map(len, wire)) <= JOIN_BELOW:
+            writer.write(b"".join(wire))  # one send: a small answer's copy costs less
+        else:
+            for chunk in wire:  # not writelines: Python 3.11's joins, copying a mapped body
+                writer.write(chunk)
         f.live = False
         if must_close(request, response):
             return CLOSE
@@ -258,6 +271,7 @@ class LaneReader:
 
 
 WRITE_HIGH = 64 * 1024
+JOIN_BELOW = 64 * 1024  # an answer up to this size leaves in one write
 
 
 def killed(f: http.HTTPFlow) -> bool:
