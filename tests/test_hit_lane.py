@@ -11,6 +11,8 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from support.origin import Origin, Reply
 from support.proxy import Proxy
@@ -165,3 +167,35 @@ def test_the_lane_keeps_a_connection_for_the_next_request_and_serves_hits_on_it(
     assert len(answers) == 50
     assert all(b"X-Cache: HIT" in a and a.endswith(TEXT) for a in answers)
     assert lane_origin.counts["/a"] == before  # no origin request: all hits
+
+
+# Pieces of request heads, combined by hypothesis: what the lane takes, what it must leave to
+# mitmproxy, and what mitmproxy or the guard refuse.
+METHODS = ["GET", "GET", "HEAD", "get", "POST", "OPTIONS", "PURGE"]
+TARGETS = ["/a", "/a?x=1", "/a%2Fb", "/gz", "/lang", "/q?z", "http://proxy.test/a",
+           "http://127.0.0.1/a", "*", "/big"]
+VERSIONS = ["HTTP/1.1", "HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/1.2"]
+FIELDS = ["Host: proxy.test", "Cache-Control: no-cache", "Cache-Control: max-age=0",
+          "Cache-Control: only-if-cached", "Pragma: no-cache", "Range: bytes=0-3",
+          "Range: bytes=5-", "Range: bytes=0-1,3-4", f"If-None-Match: {ETAG}",
+          f"If-Modified-Since: {LAST_MODIFIED}", "Accept-Encoding: gzip",
+          "Accept-Encoding: br;q=0, identity", "Accept-Language: de", "Connection: close",
+          "Connection: keep-alive", "Content-Length: 0", "Expect: 100-continue",
+          "X-Tab: a\tb", "X-Ctl: a\x01b", " folded", "Cookie: a=1", "Authorization: Basic x",
+          "X-Long: " + "v" * 9000, "Bad Name: v", "Upgrade: websocket"]
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(method=st.sampled_from(METHODS), target=st.sampled_from(TARGETS),
+       version=st.sampled_from(VERSIONS), fields=st.lists(st.sampled_from(FIELDS), max_size=5),
+       line_end=st.sampled_from(["\r\n", "\r\n", "\n"]))
+def test_any_request_is_answered_by_the_lane_as_by_mitmproxys_path(
+        pair: tuple[Origin, Proxy, Origin, Proxy], method: str, target: str, version: str,
+        fields: list[str], line_end: str) -> None:
+    lane_origin, lane, plain_origin, plain = pair
+    request = (line_end.join([f"{method} {target} {version}", *fields]) + line_end * 2).encode()
+    for _ in range(2):
+        assert ([comparable(a) for a in exchange(lane.port, request, 1)]
+                == [comparable(a) for a in exchange(plain.port, request, 1)]), request
+    assert lane_origin.counts == plain_origin.counts

@@ -6,6 +6,7 @@ a wait for another request's fill makes the hook a coroutine.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
@@ -36,6 +37,8 @@ from caching_proxy.store.guarded import EntryTooLarge
 
 Headers = list[tuple[str, str]]
 DIRECTIVE_FIELDS = ("cache-control", "pragma")
+ABSENT_SECONDS = 1.0  # how long the lane's "nothing stored" holds for the request it handed on
+ABSENT_LIMIT = 4096
 PIN_KEY = "caching_proxy.pinned"  # flow.metadata: a Pinned hit, from the lane to the request hook
 
 
@@ -54,6 +57,11 @@ class Reuse:
         self.shared = shared
         self.coalescer = coalescer
         self.refresher = refresher
+        # Client connection id -> (key, fields, monotonic time): the hit lane's read found
+        # nothing for the request it then handed to mitmproxy, whose request hook takes that
+        # answer instead of reading the store again (a second Redis round trip on a miss, and
+        # a second read that would count toward the memory tier's admission).
+        self._absent: dict[str, tuple[str, Headers, float]] = {}
 
     def on_request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         store = self.shared.store
@@ -69,7 +77,8 @@ class Reuse:
         if state.outcome == "pass":
             return None
         try:
-            entry = store.lookup(state.key, headers)
+            entry = (None if self._absent and self._known_absent(flow, state.key, headers)
+                     else store.lookup(state.key, headers))
             if (entry is None and coding is None and self.shared.settings.encodings
                     and self._decoded_hit(flow, state, headers)):
                 return None
@@ -104,12 +113,24 @@ class Reuse:
     def _pin(self, flow: http.HTTPFlow, state: FlowState, headers: Headers,
              entry: Entry | None) -> bool:
         if entry is None:
+            if len(self._absent) >= ABSENT_LIMIT:
+                self._absent.clear()  # connections that closed before their next request
+            self._absent[flow.client_conn.id] = (state.key, headers, time.monotonic())
             return False
         lookup = evaluate(state.directives, entry.meta, self.shared.clock())
         if lookup.action is not Action.HIT:
             return False
         flow.metadata[PIN_KEY] = Pinned(state, headers, entry, lookup)
         return True
+
+    def _known_absent(self, flow: http.HTTPFlow, key: str, headers: Headers) -> bool:
+        """Whether the lane just found nothing stored for this very request. Only the next
+        request hook of the same client connection may use it, for the same key and fields,
+        within ABSENT_SECONDS: the store taken as empty that moment longer sends one request to
+        the origin, and never answers it from what a purge removed."""
+        absent = self._absent.pop(flow.client_conn.id, None)
+        return (absent is not None and absent[0] == key and absent[1] == headers
+                and time.monotonic() - absent[2] < ABSENT_SECONDS)
 
     def _prepare(self, request: http.Request) -> tuple[FlowState, Headers, str | None]:
         """The flow's state, the request's fields as text and its normalized coding. A request

@@ -252,3 +252,34 @@ def test_the_option_turns_the_lane_off(origin: Origin, tmp_path: Path, pins: Pin
 
     run(origin, tmp_path, scenario, cache_hit_lane=False)
     assert pins.taken == []
+
+
+def test_a_miss_the_lane_hands_on_reads_the_store_once(
+        origin: Origin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from caching_proxy.store.guarded import GuardedStore
+
+    reads: list[str] = []
+    real = GuardedStore.lookup
+
+    def counted(store: GuardedStore, key: str, headers: Any) -> Any:
+        reads.append(key.rsplit("/", 1)[-1])
+        return real(store, key, headers)
+
+    monkeypatch.setattr(GuardedStore, "lookup", counted)
+
+    async def scenario(port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(get("/a", "Accept-Encoding: gzip"))
+        assert (await read_response(reader))[1]["x-cache"] == "MISS"
+        # The lane's "nothing stored" is for that request only: the next miss on the
+        # connection, another URL, is read again by the lane.
+        writer.write(get("/b", "Accept-Encoding: gzip"))
+        assert (await read_response(reader))[1]["x-cache"] == "MISS"
+        writer.write(get("/a", "Accept-Encoding: gzip"))
+        assert (await read_response(reader))[1]["x-cache"] == "HIT"
+        writer.close()
+
+    run(origin, tmp_path, scenario)
+    # One read per request: the lane's; mitmproxy's request hook took its answer for the misses.
+    # (A coding the client accepts: a client that accepts none has the coded variants read too.)
+    assert reads == ["a", "b", "a"]
