@@ -299,9 +299,12 @@ class HitLane:
         self._lane_for.clear()
         table = ctx.master.addons
         cache = table.get("cacheaddon")
+        missing = problems() if ctx.options.cache_hit_lane else []
+        for line in missing:
+            _warn_once(f"{line}: the hit lane is off (every hit takes mitmproxy's path)")
         self._on = bool(
             ctx.options.cache_hit_lane and not ctx.options.cache_tls_cert
-            and isinstance(table, HookTable) and cache is not None and not problems())
+            and isinstance(table, HookTable) and cache is not None and not missing)
         self._reuse = cache.reuse if cache is not None else None
         self._table = table if isinstance(table, HookTable) else None
 
