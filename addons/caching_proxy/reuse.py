@@ -76,9 +76,12 @@ class Reuse:
         flow.metadata[META_KEY] = state
         if state.outcome == "pass":
             return None
+        absent = bool(self._absent) and self._known_absent(flow, state.key, headers)
+        if absent and store.remote:
+            # As after a network read off the loop: no coded variant is looked for.
+            return self._decide(flow, state, headers, None)
         try:
-            entry = (None if self._absent and self._known_absent(flow, state.key, headers)
-                     else store.lookup(state.key, headers))
+            entry = None if absent else store.lookup(state.key, headers)
             if (entry is None and coding is None and self.shared.settings.encodings
                     and self._decoded_hit(flow, state, headers)):
                 return None
