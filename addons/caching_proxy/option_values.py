@@ -65,7 +65,7 @@ def store_timeout(options: Any) -> float:
         raise ValueError(f"cache_store_timeout: {e}") from None
 
 
-AUTO_MEMORY_SIZE = 64 << 20  # what `auto` means
+AUTO_MEMORY_SIZE = 64 << 20  # with a network store
 
 
 def size_or_zero(text: str) -> str:
@@ -76,8 +76,10 @@ def size_or_zero(text: str) -> str:
 
 def memory_size(options: Any) -> int:
     text = str(options.cache_memory_size).strip()
-    if text == "auto":  # earlier versions' default: 64m with Redis, off with diskcache
-        return AUTO_MEMORY_SIZE
+    if text == "auto":
+        from caching_proxy.store import is_redis_url
+
+        return AUTO_MEMORY_SIZE if is_redis_url(options.cache_store or "") else 0
     if text == "0":
         return 0
     size = human.parse_size(text)

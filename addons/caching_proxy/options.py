@@ -124,13 +124,16 @@ CACHE_OPTIONS: tuple[Option, ...] = (
                Flag("--default-ttl", "freshness lifetime of a response that states none "
                     "(default: {default}); 0 = never reuse such a response without asking the "
                     "origin", metavar="SECONDS", parse=seconds),)),
-    Option("cache_memory_size", str, "64m",
+    Option("cache_memory_size", str, "auto",
            "Bytes of hot responses kept in each proxy process in front of the store (a memory "
-           "tier, coherent with every change to the store); 0: off (auto, as earlier versions "
-           "wrote it: 64m).", (
+           "tier, coherent with every change to the store); auto: 64m with Redis, off with "
+           "diskcache (its hits would not keep their entries recent in the disk store's LRU, "
+           "see README); 0: off.", (
                Flag("--memory-size", "keep up to SIZE of hot responses in each proxy process, in "
-                    "front of the store; changes to the store from anywhere are seen "
-                    "(default: {default}; 0 = off)", metavar="SIZE", parse=size_or_zero),)),
+                    "front of the store, e.g. 64m; changes to the store from anywhere are seen "
+                    "(default: {default} = 64m with --store redis, off with diskcache, where its hits "
+                    "would not keep their entries recent in the disk LRU; 0 = off)",
+                    metavar="SIZE", parse=size_or_zero),)),
     Option("cache_max_object_size", str, "64m",
            "Largest response stored (e.g. 64m); larger ones, or ones of unknown length that grow "
            "past it, are streamed to the client and not stored (sets mitmproxy's "
