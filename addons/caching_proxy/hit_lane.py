@@ -178,7 +178,6 @@ class LaneReader:
             data: bytes = await self._reader.read(n)
             if not data:  # end of stream: mitmproxy gets what was held, then the end
                 data, self._held = self._held, b""
-                self._handed = self._handed or bool(data)
                 return data
             if self._held:
                 data, self._held = self._held + data, b""
