@@ -155,6 +155,38 @@ def test_store_guarantees(redis_server: RedisServer) -> None:
         store.close()
 
 
+def test_a_miss_is_three_round_trips_to_redis(
+    origin: Origin, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Read, lock, then one script that stores the response, drops the URL's variants and
+    releases the lock: what the proxy sends for a miss, watched with MONITOR."""
+    import redis
+
+    origin.route("/trips", 200, FRESH, b"stored once")
+    origin.route("/first", 200, FRESH, b"loads the scripts")
+    proxy = Proxy(origin.url, tmp_path / "c", "--store", redis_server.url, "--quiet").start()
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        # redis-py's first EVALSHA of a script meets NOSCRIPT, loads it and sends it again.
+        assert fetch(proxy.url + "/first").x_cache == "MISS"
+        with client.monitor() as monitor:
+            assert fetch(proxy.url + "/trips").x_cache == "MISS"
+            client.echo("end of the miss")
+            sent = []
+            for command in monitor.listen():
+                line = command["command"]
+                if line == "ECHO end of the miss":
+                    break
+                if command.get("client_type") != "lua" and "/trips" in line:
+                    sent.append(line.split(" ", 1)[0])
+        assert sent == ["GET", "SET", "EVALSHA"], sent
+        assert fetch(proxy.url + "/trips").x_cache == "HIT"
+    finally:
+        proxy.stop()
+        client.close()
+    assert origin.count("/trips") == 1
+
+
 def test_concurrent_misses_on_two_instances_reach_the_origin_once(
     origin: Origin, two_proxies: Any
 ) -> None:

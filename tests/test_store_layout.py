@@ -77,6 +77,24 @@ class Recorder:
         return getattr(self.inner, name)
 
 
+class Calls:
+    """A backend that passes every call through and notes the name of each."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.names: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self.inner, name)
+        if not callable(found):
+            return found
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            self.names.append(name)
+            return found(*args, **kwargs)
+        return call
+
+
 def ua(i: int) -> list[tuple[str, str]]:
     return [("User-Agent", f"agent/{i}")]
 
@@ -169,6 +187,52 @@ def test_release_never_removes_the_next_holders_lock(store: Store) -> None:
     assert store.acquire("k", 5) is not None
 
 
+def test_a_put_without_vary_is_one_call_that_drops_variants_and_releases_the_lock(
+    store: Store,
+) -> None:
+    for i in range(3):
+        store.put(make_entry(URL, vary="User-Agent", value=f"agent/{i}"), 60)
+    token = store.acquire(URL, 30)
+    assert token is not None
+    calls = Calls(store.backend)
+    Store(calls).put(make_entry(URL, body=b"plain"), 60, lock=(URL, token))  # type: ignore[arg-type]
+    assert calls.names == ["replace"]
+    assert store.variant_keys(URL) == []
+    found = store.lookup(URL, ua(1))
+    assert found is not None and found.body == b"plain"
+    assert store.acquire(URL, 30) is not None  # released with the write
+
+
+def test_a_put_never_releases_another_holders_lock(store: Store) -> None:
+    holder = store.acquire(URL, 30)
+    assert holder is not None
+    store.put(make_entry(URL), 60, lock=(URL, "an-expired-holder"))
+    store.put(make_entry(URL, vary="User-Agent", value="agent/1"), 60,
+              lock=(URL, "an-expired-holder"))
+    assert store.acquire(URL, 30) is None
+    assert store.release(URL, holder)
+
+
+def test_a_put_with_vary_releases_the_lock_after_its_writes(store: Store) -> None:
+    token = store.acquire(URL, 30)
+    assert token is not None
+    calls = Calls(store.backend)
+    layout = Store(calls)  # type: ignore[arg-type]
+    layout.put(make_entry(URL, vary="User-Agent", value="agent/1"), 60, lock=(URL, token))
+    assert calls.names[-1] == "delete_if" and calls.names.count("delete_if") == 1
+    assert store.lookup(URL, ua(1)) is not None
+    assert store.acquire(URL, 30) is not None
+
+
+def test_a_lock_of_another_name_is_released_in_a_call_of_its_own(store: Store) -> None:
+    token = store.acquire("other", 30)
+    assert token is not None
+    calls = Calls(store.backend)
+    Store(calls).put(make_entry(URL), 60, lock=("other", token))  # type: ignore[arg-type]
+    assert calls.names == ["replace", "delete_if"]
+    assert store.acquire("other", 30) is not None
+
+
 @pytest.mark.parametrize("data", [
     b"\x80\x05garbage that is no pickle",
     b"E\x80\x05garbage behind the mark of a response",
@@ -247,6 +311,44 @@ def test_redis_stores_no_index_for_a_variant_too_large_to_store(
     small.put(make_entry(URL, body=b"x" * 20_000, vary="User-Agent", value="agent/1"), 60)
     assert not small.has_url(URL) and small.variant_keys(URL) == []
     small.close()
+
+
+@pytest.mark.parametrize("vary", ["", "User-Agent"])
+def test_a_put_too_large_for_redis_still_releases_the_lock(
+    store_redis: RedisServer, vary: str,
+) -> None:
+    redis.Redis.from_url(store_redis.url).flushdb()
+    small = RedisStore(store_redis.url, max_value_size=10_000)
+    token = small.acquire(URL, 30)
+    assert token is not None
+    small.put(make_entry(URL, body=b"x" * 20_000, vary=vary, value="agent/1"), 60,
+              lock=(URL, token))
+    assert not small.has_url(URL)
+    assert small.acquire(URL, 30) is not None
+    small.close()
+
+
+def test_redis_replaces_a_url_in_one_script(store_redis: RedisServer) -> None:
+    """A response without Vary: SET, its variants' DELs and the lock's release are one EVALSHA
+    from the client, none of them a round trip of its own."""
+    client = redis.Redis.from_url(store_redis.url)
+    client.flushdb()
+    store = RedisStore(store_redis.url)
+    for i in range(2):
+        store.put(make_entry(URL, vary="User-Agent", value=f"agent/{i}"), 60)
+    token = store.acquire(URL, 30)
+    assert token is not None
+    client.config_resetstat()
+    store.put(make_entry(URL), 60, lock=(URL, token))
+    stats = client.info("commandstats")
+    sent = {name: stats[name]["calls"] for name in stats
+            if name not in ("cmdstat_config|resetstat", "cmdstat_info")}
+    # Inside the script: SET, ZRANGE, a DEL per variant and one for the group, the lock's GET
+    # and DEL, PUBLISH (commandstats counts what scripts run too).
+    assert sent == {"cmdstat_evalsha": 1, "cmdstat_set": 1, "cmdstat_zrange": 1,
+                    "cmdstat_del": 4, "cmdstat_get": 1, "cmdstat_publish": 1}, sent
+    assert store.variant_keys(URL) == [] and store.acquire(URL, 30) is not None
+    store.close()
 
 
 def test_members_must_be_named_under_their_group(store: Store) -> None:

@@ -62,6 +62,19 @@ async def wait(future: asyncio.Future[None], bound: float) -> None:
         await asyncio.wait_for(asyncio.shield(future), bound)
 
 
+def held_lock(state: FlowState) -> tuple[str, str] | None:
+    """The store lock the flow's fill holds, (name, token), for the put that ends the fill to
+    release with its write (Store.put); None when it holds none."""
+    fill = state.fill
+    return (fill.key, fill.store_token) if fill is not None and fill.store_token else None
+
+
+def lock_released(state: FlowState) -> None:
+    """A put released the fill's store lock: `finish` has none left to release."""
+    if state.fill is not None:
+        state.fill.store_token = None
+
+
 class Coalescer:
     def __init__(self, shared: Shared, answer_collapsed: AnswerCollapsed) -> None:
         self.shared = shared

@@ -13,7 +13,7 @@ from collections.abc import Awaitable
 from mitmproxy import http
 
 from caching_proxy import codings, partial, serve
-from caching_proxy.coalescing import Coalescer
+from caching_proxy.coalescing import Coalescer, held_lock, lock_released
 from caching_proxy.entry import Entry, decode_headers, encode_headers
 from caching_proxy.flowstate import FlowState, Phase, state_of
 from caching_proxy.options import CACHE_NAME
@@ -37,6 +37,7 @@ from caching_proxy.policy.encoding import KNOWN_CODINGS, compressible
 from caching_proxy.policy.tags import tags_of
 from caching_proxy.settings import Shared
 from caching_proxy.stale import StaleAnswers
+from caching_proxy.store.guarded import GuardedStore
 
 
 class HeadBody:
@@ -68,6 +69,28 @@ def expire_of(entry: Entry, keep_stale: float) -> float | None:
     # origin (stale-while-revalidate, stale-if-error) allows it.
     grace = max(meta.stale_while_revalidate, meta.stale_if_error, keep_stale)
     return fresh_for + grace if fresh_for + grace > 0 else None
+
+
+def put(store: GuardedStore, state: FlowState, entry: Entry, expire: float) -> bool:
+    """Whether `entry` was stored, on the loop; the store lock of the flow's fill is released
+    with it (in the same call for a response without Vary: Store.put)."""
+    lock = held_lock(state)
+    stored = store.put(entry, expire, lock)
+    if stored and lock is not None:
+        lock_released(state)
+    return stored
+
+
+async def put_off_loop(store: GuardedStore | None, state: FlowState, entry: Entry,
+                       expire: float) -> bool:
+    """`put` with the store's put_off_loop (a network store, or a large value)."""
+    if store is None:
+        return False
+    lock = held_lock(state)
+    stored = await store.put_off_loop(entry, expire, lock)
+    if stored and lock is not None:
+        lock_released(state)
+    return stored
 
 
 class Filler:
@@ -172,7 +195,7 @@ class Filler:
         if not store.put_inline(entry):
             return self._store_off_loop(flow, state, entry, expire)
         self.shared.too_large.discard(state.key)
-        self._answer_fill(flow, state, entry if store.put(entry, expire) else None)
+        self._answer_fill(flow, state, entry if put(store, state, entry, expire) else None)
         return None
 
     @staticmethod
@@ -224,8 +247,7 @@ class Filler:
                               expire: float) -> None:
         """`entry` written with `put_off_loop`, then the answer marked as stored or not (the
         caller finishes the fill)."""
-        store = self.shared.store
-        stored = store is not None and await store.put_off_loop(entry, expire)
+        stored = await put_off_loop(self.shared.store, state, entry, expire)
         if stored:
             self.shared.too_large.discard(state.key)
         self._answer_fill(flow, state, entry if stored else None)
@@ -334,15 +356,14 @@ class Filler:
             self._freshened(flow, state, entry, now, stored=False)
             return None
         if store.put_inline(entry):
-            self._freshened(flow, state, entry, now, stored=store.put(entry, expire))
+            self._freshened(flow, state, entry, now, stored=put(store, state, entry, expire))
             return None
         return self._freshen_off_loop(flow, state, entry, expire, now)
 
     async def _freshen_off_loop(self, flow: http.HTTPFlow, state: FlowState, entry: Entry,
                                 expire: float, now: float) -> None:
         try:
-            store = self.shared.store
-            stored = store is not None and await store.put_off_loop(entry, expire)
+            stored = await put_off_loop(self.shared.store, state, entry, expire)
             self._freshened(flow, state, entry, now, stored=stored)
         finally:
             self.coalescer.finish(state)

@@ -311,10 +311,10 @@ def prefill(started: dict[str, servers.Server], notes: list[str]) -> None:
     """Stores the small sets; a second request for one URL must then be a HIT."""
     paths = [f"/b1k/h{i}" for i in range(SMALL_KEYS)] + ["/b44k/x"] + [
         f"/t1k/h{i}" for i in range(SMALL_KEYS)]
-    for name in ("proxy", "proxy-nolane", "proxy-mem", "proxy-nomem", "proxy-workers2", "proxy-workers2-nolane",
-                 "proxy-redis", "proxy-redis-nomem",
-                 "proxy-redis2", "proxy-cluster", "proxy-cluster-nomem",
-                 "base-proxy", "base-proxy-redis-nomem", "flask-dev", "flask-gunicorn", "flask-gunicorn1"):
+    for name in ("proxy", "proxy-nolane", "proxy-mem", "proxy-nomem", "proxy-workers2",
+                 "proxy-workers2-nolane", "proxy-redis", "proxy-redis-nomem", "proxy-redis2",
+                 "proxy-cluster", "proxy-cluster-nomem", "base-proxy", "base-proxy-redis-nomem",
+                 "flask-dev", "flask-gunicorn", "flask-gunicorn1"):
         server = started.get(name)
         if server is None:
             continue

@@ -37,13 +37,14 @@ calls (or of the keys of one Redis call) leaves a state it serves correctly. Fai
 medium surface as OSError (Redis: StoreUnavailable) or sqlite3.Error, which the addon turns into
 pass-through.
 
-Asynchronous twins (`get_async`, `set_async`, `delete_async`, `members_async`: what the layout's
-lookup and put need, store/steps.py; `add_async`, `delete_if_async`: the locks;
-`count_use_async`: a rule's `min_uses`) make the same call with the same guarantees, awaited
-on the event loop: Redis through redis-py's asyncio client, each socket operation bounded by
-the client's timeout; a local backend (diskcache) runs the synchronous call itself, a short
-local step (the addon never sends it a large value this way). A twin abandoned mid-call
-(cancelled) has either made its call or not, per key, as a process that died there.
+Asynchronous twins (`get_async`, `set_async`, `replace_async`, `delete_async`, `members_async`,
+`delete_if_async`: what the layout's lookup and put need, store/steps.py; `add_async`,
+`delete_if_async`: the locks; `count_use_async`: a rule's `min_uses`) make the same call with
+the same guarantees, awaited on the event loop: Redis through redis-py's asyncio client, each
+socket operation bounded by the client's timeout; a local backend (diskcache) runs the
+synchronous call itself, a short local step (the addon never sends it a large value this way). A
+twin abandoned mid-call (cancelled) has either made its call or not, per key, as a process that
+died there.
 """
 
 from __future__ import annotations
@@ -98,6 +99,18 @@ class Backend(Protocol):
     async def set_async(self, key: str, value: object, expire: float, group: str | None = None,
                         keep_later: bool = False) -> bool:
         """`set`, as `get_async` is `get`."""
+
+    def replace(self, key: str, value: object, expire: float,
+                lock: tuple[str, str] | None = None) -> bool:
+        """`set` of a key that is no member (a URL's own record), with the live members of the
+        group named `key` (its variants) deleted and, with `lock` (name, token), that lock
+        released as `delete_if` would, all in one call: one transaction (diskcache), one script
+        (Redis: the group and the lock share the key's Cluster slot). Whether it was stored;
+        when not (a value over Redis's max_value_size), nothing was done, the lock neither."""
+
+    async def replace_async(self, key: str, value: object, expire: float,
+                            lock: tuple[str, str] | None = None) -> bool:
+        """`replace`, as `get_async` is `get`."""
 
     def delete(self, keys: Iterable[str]) -> int:
         """Remove the values under `keys`; how many were live."""

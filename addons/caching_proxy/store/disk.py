@@ -113,18 +113,40 @@ class DiskBackend:
             keep_later: bool = False) -> bool:
         if group is not None and not key.startswith(group + SEP):
             raise ValueError(f"{key!r} is not named as a member of group {group!r}")
-        tag = ENTRY_TAG if isinstance(value, Entry) else None
         with self.cache.transact():
-            # Reads noted so far count before this write may evict (diskcache culls on set).
-            self.cache.flush_recency()
-            if keep_later:
-                current = self.cache.expire_time(key)
-                if current is not None:
-                    expire = max(expire, current - time.time())
-            self.cache.set(key, value, expire=None if expire == float("inf") else expire,
-                           tag=tag)
+            self._set(key, value, expire, keep_later)
         self.generations.bump([url_of(key)])
         return True
+
+    def _set(self, key: str, value: object, expire: float, keep_later: bool) -> None:
+        """`set`'s write, inside the caller's transaction."""
+        # Reads noted so far count before this write may evict (diskcache culls on set).
+        self.cache.flush_recency()
+        if keep_later:
+            current = self.cache.expire_time(key)
+            if current is not None:
+                expire = max(expire, current - time.time())
+        tag = ENTRY_TAG if isinstance(value, Entry) else None
+        self.cache.set(key, value, expire=None if expire == float("inf") else expire, tag=tag)
+
+    def replace(self, key: str, value: object, expire: float,
+                lock: tuple[str, str] | None = None) -> bool:
+        if SEP in key:
+            raise ValueError(f"{key!r} is a group member: it has no group of its own")
+        with self.cache.transact():
+            self._set(key, value, expire, keep_later=False)
+            for member in self.members(key):
+                self.cache.delete(member)
+            if lock is not None:
+                self._delete_if(*lock)
+        # After the commit, as every write's: a memory tier that reads the counters first never
+        # keeps what was there before under the new ones.
+        self.generations.bump([key])
+        return True
+
+    async def replace_async(self, key: str, value: object, expire: float,
+                            lock: tuple[str, str] | None = None) -> bool:
+        return self.replace(key, value, expire, lock)
 
     def delete(self, keys: Iterable[str]) -> int:
         keys = list(keys)
@@ -171,9 +193,12 @@ class DiskBackend:
         # One transaction (BEGIN IMMEDIATE): no other process writes between the read and the
         # delete.
         with self.cache.transact():
-            if self.cache.peek(LOCK_PREFIX + key) != token:
-                return False
-            return bool(self.cache.delete(LOCK_PREFIX + key))
+            return self._delete_if(key, token)
+
+    def _delete_if(self, key: str, token: str) -> bool:
+        if self.cache.peek(LOCK_PREFIX + key) != token:
+            return False
+        return bool(self.cache.delete(LOCK_PREFIX + key))
 
     def usage(self) -> Usage:
         return Usage(*self.cache.tagged_usage(ENTRY_TAG))

@@ -138,25 +138,29 @@ class GuardedStore:
 
     # -- writes --------------------------------------------------------------------------------
 
-    def put(self, entry: Entry, expire: float) -> bool:
-        """Whether `entry` was stored, on the event loop (`put_off_loop` for large entries)."""
-        return self.done(self.store.put, entry, expire)
+    def put(self, entry: Entry, expire: float, lock: tuple[str, str] | None = None) -> bool:
+        """Whether `entry` was stored, on the event loop (`put_off_loop` for large entries).
+        With `lock` (name, token), True also means the lock was released (Store.put); on False
+        it may still be held."""
+        return self.done(self.store.put, entry, expire, lock)
 
     def put_inline(self, entry: Entry) -> bool:
         """Whether `entry` may be written with `put`, synchronously on the event loop (else:
         `put_off_loop`)."""
         return not self.remote and len(entry.body) <= OFF_LOOP_BYTES
 
-    async def put_off_loop(self, entry: Entry, expire: float) -> bool:
-        """Whether `entry` was stored, not written on the loop's own time: diskcache in a worker
-        thread (over OFF_LOOP_BYTES); a network store with its asyncio client, within the store
-        timeout (then: not stored)."""
+    async def put_off_loop(self, entry: Entry, expire: float,
+                           lock: tuple[str, str] | None = None) -> bool:
+        """Whether `entry` was stored (and `lock` released, as `put`), not written on the loop's
+        own time: diskcache in a worker thread (over OFF_LOOP_BYTES); a network store with its
+        asyncio client, within the store timeout (then: not stored)."""
         if not self.remote:
-            return await asyncio.to_thread(self.put, entry, expire)
-        return await self._bounded(False, self._put_async, entry, expire)
+            return await asyncio.to_thread(self.put, entry, expire, lock)
+        return await self._bounded(False, self._put_async, entry, expire, lock)
 
-    async def _put_async(self, entry: Entry, expire: float) -> bool:
-        await self.store.put_async(entry, expire)
+    async def _put_async(self, entry: Entry, expire: float,
+                         lock: tuple[str, str] | None) -> bool:
+        await self.store.put_async(entry, expire, lock)
         return True
 
     def delete(self, key: str) -> int:

@@ -43,7 +43,17 @@ from caching_proxy.entry import Entry
 from caching_proxy.policy import Headers, vary_key
 from caching_proxy.store.backend import SEP, Backend, EntryTooLarge, Unreadable
 from caching_proxy.store.base import Usage, VaryIndex, variant_key, variant_prefix
-from caching_proxy.store.steps import Delete, Get, Members, Set, Steps, run, run_async
+from caching_proxy.store.steps import (
+    Delete,
+    Get,
+    Members,
+    Release,
+    Replace,
+    Set,
+    Steps,
+    run,
+    run_async,
+)
 
 # A Vary index is a few dozen bytes; reading no more than this under a URL tells an index from
 # a response without reading the response (where the backend can tell sizes first).
@@ -105,25 +115,40 @@ class Store:
         """The keys of the live variants stored for `url` (expired and evicted ones drop out)."""
         return self.backend.members(url)
 
-    def put(self, entry: Entry, expire: float) -> None:
+    def put(self, entry: Entry, expire: float, lock: tuple[str, str] | None = None) -> None:
         """Store `entry` for `expire` seconds, replacing the responses it supersedes: the one
-        stored under the URL, or every variant when its Vary differs from theirs."""
-        run(self.backend, self._put(entry, expire))
+        stored under the URL, or every variant when its Vary differs from theirs. With `lock`
+        (name, token, as `acquire` gave it), the lock is released once the response can be
+        read: in the same backend call for a response without Vary (one round trip less on
+        Redis), else as the last call. A put that returns has released it; one that raised
+        may not have."""
+        run(self.backend, self._put(entry, expire, lock))
 
-    async def put_async(self, entry: Entry, expire: float) -> None:
+    async def put_async(self, entry: Entry, expire: float,
+                        lock: tuple[str, str] | None = None) -> None:
         """`put` through the backend's asynchronous calls, as `lookup_async` is `lookup`. A put
         cancelled midway leaves what a process that died there would: at worst a variant no
-        index reaches, or an index whose variant is missing (a miss), both expiring."""
-        await run_async(self.backend, self._put(entry, expire))
+        index reaches, or an index whose variant is missing (a miss), both expiring, and the
+        lock until its ttl."""
+        await run_async(self.backend, self._put(entry, expire, lock))
 
-    def _put(self, entry: Entry, expire: float) -> Steps[None]:
+    def _put(self, entry: Entry, expire: float, lock: tuple[str, str] | None) -> Steps[None]:
         url = entry.url
-        vary = entry.meta.vary
-        if not vary:
-            if (yield Set(url, entry, expire)):
-                yield from self._drop_variants(url)
+        released = False
+        if not entry.meta.vary:
+            # The response stored, its URL's variants deleted and the URL's own lock (in its
+            # Cluster slot) released: one call.
+            joined = lock is not None and lock[0] == url
+            if (yield Replace(url, entry, expire, lock if joined else None)):
+                released = joined
                 yield from self._mark_tags(url, entry, expire)
-            return
+        else:
+            yield from self._put_variant(url, entry, expire)
+        if lock is not None and not released:
+            yield Release(*lock)
+
+    def _put_variant(self, url: str, entry: Entry, expire: float) -> Steps[None]:
+        vary = entry.meta.vary
         index = yield from self._index(url)
         same = index is not None and index.vary == vary
         if index is None or not same:

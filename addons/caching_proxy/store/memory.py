@@ -197,6 +197,18 @@ class MemoryTier:
         self.forget([key])
         return await self.inner.set_async(key, value, expire, group, keep_later)
 
+    # The group's copies need no forgetting here: no lookup reaches a variant but through the
+    # index under `key`, forgotten now, and the write's change counters drop them soon after.
+    def replace(self, key: str, value: object, expire: float,
+                lock: tuple[str, str] | None = None) -> bool:
+        self.forget([key])
+        return self.inner.replace(key, value, expire, lock)
+
+    async def replace_async(self, key: str, value: object, expire: float,
+                            lock: tuple[str, str] | None = None) -> bool:
+        self.forget([key])
+        return await self.inner.replace_async(key, value, expire, lock)
+
     def delete(self, keys: Iterable[str]) -> int:
         keys = list(keys)
         self.forget(keys)

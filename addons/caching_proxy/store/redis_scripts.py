@@ -27,6 +27,16 @@ SET = """
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 """
+# KEYS: key, its own group[, a lock]; ARGV: value, ttl in ms, changes channel, owner[, the
+# lock's token]. The group's members (all in the key's slot) go with the set zset.
+REPLACE = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local members = redis.call('ZRANGE', KEYS[2], 0, -1)
+for i = 1, #members do redis.call('DEL', members[i]) end
+if #members > 0 then redis.call('DEL', KEYS[2]) end
+if KEYS[3] and redis.call('GET', KEYS[3]) == ARGV[5] then redis.call('DEL', KEYS[3]) end
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+"""
 # KEYS: group.
 MEMBERS = _NOW_MS + """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)

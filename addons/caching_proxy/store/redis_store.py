@@ -96,6 +96,7 @@ class RedisBackend:
         self._down_until = 0.0
         self._set_member, self._set, self._set_keep_later = (
             LuaScript(lua.SET_MEMBER), LuaScript(lua.SET), LuaScript(lua.SET_KEEP_LATER))
+        self._replace = LuaScript(lua.REPLACE)
         self._members, self._get_with_ttl = LuaScript(lua.MEMBERS), LuaScript(lua.GET_WITH_TTL)
         self._count_use, self._delete_if = LuaScript(lua.COUNT_USE), LuaScript(lua.DELETE_IF)
         self._publish, self._add_counts = LuaScript(lua.PUBLISH), LuaScript(lua.ADD_COUNTS)
@@ -212,6 +213,39 @@ class RedisBackend:
         await self._call_async(lambda r: script.call_async(r, keys, args))
         return True
 
+    def replace(self, key: str, value: object, expire: float,
+                lock: tuple[str, str] | None = None) -> bool:
+        step = self._replace_call(key, value, expire, lock)
+        if step is None:
+            return False
+        keys, args = step
+        self._call(lambda r: self._replace(r, keys, args))
+        return True
+
+    async def replace_async(self, key: str, value: object, expire: float,
+                            lock: tuple[str, str] | None = None) -> bool:
+        step = self._replace_call(key, value, expire, lock)
+        if step is None:
+            return False
+        keys, args = step
+        await self._call_async(lambda r: self._replace.call_async(r, keys, args))
+        return True
+
+    def _replace_call(self, key: str, value: object, expire: float,
+                      lock: tuple[str, str] | None) -> tuple[list[str], list[Any]] | None:
+        """KEYS and ARGV of the REPLACE script, None for a value over max_value_size."""
+        if SEP in key:
+            raise ValueError(f"{key!r} is a group member: it has no group of its own")
+        data = encode(value)
+        if len(data) > self.max_value_size:
+            return None
+        keys = [redis_key(key), redis_key(key, GROUP)]
+        args: list[Any] = [data, max(1, int(expire * 1000)), CHANGES, owner_of(key)]
+        if lock is not None:
+            keys.append(redis_key(lock[0], LOCK))
+            args.append(lock[1])
+        return keys, args
+
     def _set_call(self, key: str, value: object, expire: float, group: str | None,
                   keep_later: bool) -> _SetCall | None:
         """The script that stores `value` (a member's also adds it to its group, in one step),
@@ -303,8 +337,9 @@ class RedisBackend:
             redis_key(key, LOCK), token, nx=True, px=max(1, int(ttl * 1000)))))
 
     async def delete_if_async(self, key: str, token: str) -> bool:
-        return bool(await self._call_async(lambda r: r.eval(
-            lua.DELETE_IF, 1, redis_key(key, LOCK), token)))
+        keys = [redis_key(key, LOCK)]
+        return bool(await self._call_async(
+            lambda r: self._delete_if.call_async(r, keys, [token])))
 
     def count_use(self, key: str, window: float) -> int:
         # One script: no other client's command runs between INCR and PEXPIRE.

@@ -1,8 +1,8 @@
 """The layout's operations (store/layout.py) as sequences of backend calls, run by either driver.
 
 A layout operation (a lookup, a put) is written once, as a generator that yields the backend
-calls it needs (`Get`, `Set`, `Delete`, `Members`) and receives each one's answer, or has the
-call's exception raised at its `yield`. Two drivers run it:
+calls it needs (`Get`, `Set`, `Replace`, `Release`, `Delete`, `Members`) and receives each
+one's answer, or has the call's exception raised at its `yield`. Two drivers run it:
 
 - `run`: each call on the backend's synchronous method (diskcache, on the event loop or in a
   worker thread for a large value; a Redis store's memory-only lookup; commands and the CLI).
@@ -60,6 +60,36 @@ class Set:
 
 
 @dataclass(slots=True)
+class Replace:
+    """`Backend.replace`: whether the value was stored (its group emptied, `lock` released)."""
+
+    key: str
+    value: object
+    expire: float
+    lock: tuple[str, str] | None = None
+
+    def run(self, backend: Backend) -> bool:
+        return backend.replace(self.key, self.value, self.expire, self.lock)
+
+    async def run_async(self, backend: Backend) -> bool:
+        return await backend.replace_async(self.key, self.value, self.expire, self.lock)
+
+
+@dataclass(slots=True)
+class Release:
+    """`Backend.delete_if`: whether lock `name` still carried `token` and was removed."""
+
+    name: str
+    token: str
+
+    def run(self, backend: Backend) -> bool:
+        return backend.delete_if(self.name, self.token)
+
+    async def run_async(self, backend: Backend) -> bool:
+        return await backend.delete_if_async(self.name, self.token)
+
+
+@dataclass(slots=True)
 class Delete:
     """`Backend.delete`: how many of `keys` were live."""
 
@@ -85,7 +115,7 @@ class Members:
         return await backend.members_async(self.group)
 
 
-Call: TypeAlias = Get | Set | Delete | Members
+Call: TypeAlias = Get | Set | Replace | Release | Delete | Members
 # What a step receives back is the answer of the call it yielded (typed at each `yield`).
 Steps: TypeAlias = Generator[Call, Any, T]
 
