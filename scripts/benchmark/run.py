@@ -418,6 +418,28 @@ def table(measured: list[Measured]) -> list[str]:
     return lines
 
 
+# Rows compared with the previous checkout (--compare), each with its own baseline row.
+PAIRED = ("hit1k", "miss", "redismiss", "redisnomem")
+
+
+def paired(measured: list[Measured]) -> list[str]:
+    """Each --compare row against its baseline round by round: the two runs of a round are
+    next to each other in time, so their ratio is less moved by this machine's drift (other
+    tenants, CPU steal) than the ratio of the two medians."""
+    by_key = {m.row.key: m.results for m in measured if m.results}
+    lines = []
+    for key in PAIRED:
+        mine, base = by_key.get(key), by_key.get(f"{key}-base")
+        if not mine or not base or len(mine) != len(base):
+            continue
+        ratios = [a.rate / b.rate for a, b in zip(mine, base, strict=True) if b.rate]
+        if ratios:
+            lines.append(f"{key} vs {key}-base, round by round: "
+                         f"{' / '.join(f'{x:.2f}' for x in ratios)}x; median "
+                         f"{statistics.median(ratios):.3f}x")
+    return lines
+
+
 def percent_change(before: int, after: int) -> float:
     return 100 * (after - before) / before if before else 0.0
 
@@ -605,6 +627,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"answer {rates['hitfull10'] / rates['hit1k']:.3f}x the {SMALL_KEYS}-entry "
                 f"store; reads spread over all {settings.entries:,} answer "
                 f"{rates['hitfull'] / rates['hitfull10']:.3f}x those {SMALL_KEYS}")
+        notes.extend(paired(measured))
         print("\n".join([*lines, "", *table(measured), "",
                          *targets(rates, growth, settings.entries), *purges, "",
                          *(f"- {note}" for note in notes)]))
