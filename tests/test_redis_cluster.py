@@ -285,6 +285,37 @@ def test_locks_through_the_asyncio_client_on_a_cluster_and_on_sentinel(
         asyncio.run(locks(url))
 
 
+def test_a_plain_put_drops_variants_and_releases_its_lock_on_every_master(
+        cluster: LocalCluster) -> None:
+    # One script names the URL, its group of variants and its lock, and deletes the variants
+    # it finds in the group: all in the URL's slot, on whichever master holds it.
+    async def replaced(store: Store, url: str) -> None:
+        for i in range(3):
+            await store.put_async(make_entry(url, vary="User-Agent", value=f"agent/{i}"), 60)
+        assert len(store.variant_keys(url)) == 3
+        token = await store.acquire_async(url, 30)
+        assert token
+        await store.put_async(make_entry(url, body=b"plain"), 60, lock=(url, token))
+        assert store.variant_keys(url) == []
+        found = await store.lookup_async(url, [("User-Agent", "agent/1")])
+        assert found is not None and found.body == b"plain"
+        again = await store.acquire_async(url, 30)  # released by the put
+        assert again and await store.release_async(url, again)
+
+    async def every(urls: list[str]) -> None:
+        store = open_store(cluster.url, timeout=1.0)
+        try:
+            for url in urls:
+                await replaced(store, url)
+        finally:
+            store.close()
+
+    urls = [f"http://o/replace{i}" for i in range(9)]
+    slots = cluster.slots()
+    assert len({cluster.master_of(redis_key(url), slots) for url in urls}) == 3
+    asyncio.run(every(urls))
+
+
 def test_async_lookups_and_puts_match_the_sync_ones_on_a_cluster_and_on_sentinel(
         cluster: LocalCluster, sentinel: LocalSentinel) -> None:
     # Through the asyncio cluster client and Sentinel's asyncio master client (URLs on every

@@ -144,6 +144,41 @@ def test_a_disk_hit_is_one_sqlite_statement(tmp_path: Path) -> None:
     store.close()
 
 
+def coded(coding: str) -> list[tuple[str, str]]:
+    return [("Accept-Encoding", coding)]
+
+
+def test_lookup_first_reads_the_url_once(store: Store) -> None:
+    calls = Calls(store.backend)
+    layout = Store(calls)  # type: ignore[arg-type]
+    wanted = [coded("br"), coded("gzip"), coded("zstd")]
+    assert layout.lookup_first(URL, wanted) is None
+    assert calls.names == ["get"]  # nothing stored: one read, not one per set
+    store.put(make_entry(URL, body=b"gz", vary="Accept-Encoding", value="gzip"), 60)
+    store.put(make_entry(URL, body=b"zs", vary="Accept-Encoding", value="zstd"), 60)
+    calls.names.clear()
+    found = layout.lookup_first(URL, wanted)
+    assert found is not None and found[0] == 1 and found[1].body == b"gz"
+    assert calls.names == ["get", "get", "get"]  # the index, br's variant, gzip's
+    later = layout.lookup_first(URL, wanted[2:])
+    assert later is not None and later[1].body == b"zs"
+    store.put(make_entry(URL, body=b"plain"), 60)
+    calls.names.clear()
+    plain = layout.lookup_first(URL, wanted)
+    assert plain is not None and plain[0] == 0 and plain[1].body == b"plain"
+    assert calls.names == ["get"]
+
+
+def test_lookup_first_passes_over_what_is_too_large_to_read_inline(tmp_path: Path) -> None:
+    store = DiskStore(str(tmp_path))
+    store.put(make_entry(URL, body=b"b" * 50_000, vary="Accept-Encoding", value="br"), 60)
+    store.put(make_entry(URL, body=b"g", vary="Accept-Encoding", value="gzip"), 60)
+    found = store.lookup_first(URL, [coded("br"), coded("gzip")], max_inline=10_000)
+    assert found is not None and found[0] == 1 and found[1].body == b"g"
+    assert store.lookup_first(URL, [coded("br")], max_inline=10_000) is None
+    store.close()
+
+
 def test_only_live_variants_are_reported(store: Store) -> None:
     for i in range(5):
         store.put(make_entry(URL, vary="User-Agent", value=f"agent/{i}"), 0.3 if i < 3 else 60)

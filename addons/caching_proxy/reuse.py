@@ -167,13 +167,17 @@ class Reuse:
         whether it did. A stale one is left to the normal path (revalidated whole)."""
         store = self.shared.store
         assert store is not None
-        for alternative in codings.identity_alternatives(headers, self.shared.settings.encodings):
-            try:
-                found = store.lookup(state.key, alternative)
-            except EntryTooLarge:
-                continue  # decoding it would stall the event loop: fetched as identity instead
-            if found is None or "accept-encoding" not in found.meta.vary:
-                continue
+        alternatives = codings.identity_alternatives(headers, self.shared.settings.encodings)
+        while alternatives:
+            # The URL's record read once, not once per coding (an identity miss: one read).
+            # One too large to decode on the loop is passed over: fetched as identity instead.
+            first = store.lookup_first(state.key, alternatives)
+            if first is None:
+                return False
+            at, found = first
+            if "accept-encoding" not in found.meta.vary:
+                return False  # every alternative selects this same response
+            alternatives = alternatives[at + 1:]
             lookup = evaluate(state.directives, found.meta, self.shared.clock())
             plain = codings.decoded(found) if lookup.action is Action.HIT else None
             if plain is not None:

@@ -27,7 +27,7 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import diskcache
@@ -73,6 +73,16 @@ class GuardedStore:
         for a value the caller must read with `lookup_off_loop` (any that is not in memory, for a
         network store)."""
         return self._read(key, headers, MEMORY_ONLY if self.remote else OFF_LOOP_BYTES)
+
+    def lookup_first(self, key: str, header_sets: Sequence[Headers]) -> tuple[int, Entry] | None:
+        """Store.lookup_first, read on the event loop: what `lookup` would raise EntryTooLarge
+        for is passed over; None when the medium failed."""
+        try:
+            return self.store.lookup_first(
+                key, header_sets, MEMORY_ONLY if self.remote else OFF_LOOP_BYTES)
+        except Exception as e:
+            self._read_failed(key, e)
+            return None
 
     async def lookup_off_loop(self, key: str, headers: Headers) -> Entry | None:
         """The stored response, not read on the loop's own time: diskcache in a worker thread

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from caching_proxy.entry import Entry
 from caching_proxy.policy import Headers, vary_key
@@ -106,6 +106,40 @@ class Store:
             values = vary_key(found.vary, request_headers)
             found = yield from self._read(variant_key(url, values, found.generation), max_inline)
         return found if isinstance(found, Entry) else None
+
+    def lookup_first(self, url: str, header_sets: Sequence[Headers],
+                     max_inline: int | None = None) -> tuple[int, Entry] | None:
+        """The first of `header_sets`, in order, that `lookup` would find a response for, with
+        that response; None when none would. The URL's record is read once however many sets
+        find nothing (a response without Vary answers the first). With `max_inline`, a
+        response larger than that is passed over, as if not stored."""
+        return run(self.backend, self._lookup_first(url, header_sets, max_inline))
+
+    def _lookup_first(self, url: str, header_sets: Sequence[Headers],
+                      max_inline: int | None) -> Steps[tuple[int, Entry] | None]:
+        if not header_sets:
+            return None
+        try:
+            found = yield from self._read(url, max_inline)
+        except EntryTooLarge:
+            return None
+        if isinstance(found, Entry):
+            return 0, found
+        if not isinstance(found, VaryIndex):
+            return None
+        read: set[str] = set()
+        for at, headers in enumerate(header_sets):
+            key = variant_key(url, vary_key(found.vary, headers), found.generation)
+            if key in read:
+                continue
+            read.add(key)
+            try:
+                variant = yield from self._read(key, max_inline)
+            except EntryTooLarge:
+                continue
+            if isinstance(variant, Entry):
+                return at, variant
+        return None
 
     def has_url(self, url: str) -> bool:
         """Whether anything (a response or a Vary index) is stored under `url`."""
