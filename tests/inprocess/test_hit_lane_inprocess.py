@@ -30,13 +30,15 @@ def origin() -> Any:
 
 
 class Pins:
-    """Counts the requests the lane took (Reuse.pin_hit said yes)."""
+    """Counts the requests the lane looked at and those it took (Reuse.pin_hit said yes)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.looked: list[str] = []
         self.taken: list[str] = []
         real = Reuse.pin_hit
 
         def counted(reuse: Reuse, flow: Any) -> Any:
+            self.looked.append(flow.request.path)
             found = real(reuse, flow)
             if found is True:
                 self.taken.append(flow.request.path)
@@ -283,3 +285,27 @@ def test_a_miss_the_lane_hands_on_reads_the_store_once(
     # One read per request: the lane's; mitmproxy's request hook took its answer for the misses.
     # (A coding the client accepts: a client that accepts none has the coded variants read too.)
     assert reads == ["a", "b", "a"]
+
+
+def test_a_connection_of_misses_is_looked_at_less_and_less_until_a_hit(
+        origin: Origin, tmp_path: Path, pins: Pins) -> None:
+    async def scenario(port: int) -> None:
+        await warm(port, "/a")
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for i in range(1, 21):
+            writer.write(get(f"/b?{i}"))
+            status, fields, _ = await read_response(reader)
+            assert (status, fields["x-cache"]) == (200, "MISS")
+        # Requests 21-22 fall in the pause after the look at 14; each is still answered (the
+        # hit by mitmproxy's path), and the look at 23 finds a hit: every request looked at.
+        for _ in range(5):
+            writer.write(get("/a"))
+            status, fields, body = await read_response(reader)
+            assert (status, fields["x-cache"], body) == (200, "HIT", b"body of a\n")
+        writer.close()
+
+    run(origin, tmp_path, scenario)
+    # Four looks in a row found nothing, then looks with pauses of 1, 2, 4 and 8 requests.
+    assert pins.looked == ["/a", *(f"/b?{i}" for i in (1, 2, 3, 4, 6, 9, 14)), "/a", "/a", "/a"]
+    assert pins.taken == ["/a", "/a", "/a"]
+    assert origin.count("/a") == 1 and sum(origin.counts.values()) == 21
