@@ -123,6 +123,11 @@ def paths_by_master(cluster: LocalCluster, origin: Origin, prefix: str,
     raise AssertionError("no spread of paths found")
 
 
+def logs(*proxies: Proxy) -> str:
+    """The last lines each proxy logged, for a failure's message."""
+    return "".join(f"\n{p.url} logged:\n" + "\n".join(p.lines[-40:]) for p in proxies)
+
+
 def stored_and_hit(origin: Origin, a: Proxy, b: Proxy, path: str, *fields: tuple[str, str],
                    variants: tuple[dict[str, str], ...] = ({},)) -> None:
     """Each of `variants` (request fields) of `path` fetched by `a`, then a HIT on `b` three
@@ -134,7 +139,8 @@ def stored_and_hit(origin: Origin, a: Proxy, b: Proxy, path: str, *fields: tuple
     for headers in variants:
         for _ in range(3):
             hit = fetch(b.url + path, headers=headers)
-            assert (hit.x_cache, hit.body) == ("HIT", f"body of {path}".encode())
+            assert (hit.x_cache, hit.body) == ("HIT", f"body of {path}".encode()), (
+                hit.headers, logs(a, b))
     assert origin.count(path) == before + len(variants)
 
 
@@ -257,6 +263,7 @@ def test_clear_empties_every_master(
 PURGE_ALLOWANCE = 0.010
 PURGES_LATE = 1  # of 51 over PURGE_ALLOWANCE
 PURGE_MEDIAN = 0.003
+MANUAL_FAILOVER_RETRY = 6.0  # seconds: past Redis's own manual failover timeout (5 s)
 PURGE_LIMIT = 0.050
 PURGES = 51  # 17 per master, one master after another
 
@@ -501,12 +508,21 @@ def test_a_manual_failover_serves_no_wrong_bytes_and_purges_reach_both_proxies(
     started = time.monotonic()
 
     def switched() -> bool:
+        try:
+            holder = cluster.master_of(redis_key(key_of(shared_origin, target)))
+        except LookupError:  # CLUSTER SLOTS read while the failover moves the slot
+            return False
         return (info(new, "replication")["role"], info(old, "replication")["role"]) == (
-            "master", "slave") and cluster.master_of(redis_key(key_of(shared_origin, target))) \
-            == new
+            "master", "slave") and holder == new
 
+    asked = started
     while not switched():
         assert time.monotonic() - started < FAILOVER_BOUND, "the failover did not happen"
+        if time.monotonic() - asked > MANUAL_FAILOVER_RETRY:
+            # Redis drops a manual failover that did not complete within its own 5 s (the
+            # master's offset never reached): asked again, as an operator would.
+            admin(new).execute_command("CLUSTER FAILOVER")
+            asked = time.monotonic()
         for proxy in (a, b):  # right bytes, from the store or passed through
             answers = [(path, fetch(proxy.url + path)) for path in paths]
             assert [(r.status, r.body) for _, r in answers] == [
@@ -558,7 +574,8 @@ def test_a_killed_master_fails_over_without_wrong_bytes(
             answers = [(path, fetch(proxy.url + path)) for path in paths]
             assert [(r.status, r.body) for _, r in answers] == [
                 (200, f"body of {path}".encode()) for path, _ in answers]
-        probe = next(probes)  # a new URL in the dead master's slots
+        probe = next(probes, None)  # a new URL in the dead master's slots
+        assert probe is not None, "no hits on new URLs after the failover" + logs(a, b)
         shared_origin.route(probe, 200, [FRESH], b"probe")
         fetch(a.url + probe)
         if fetch(b.url + probe).x_cache == "HIT" and shared_origin.count(probe) == 1:
@@ -586,7 +603,7 @@ def test_a_killed_master_fails_over_without_wrong_bytes(
     if purged.status == 503:
         time.sleep(OUTAGE_BACKOFF + 0.2)
         purged = fetch(a.url + paths[0], method="PURGE")
-    assert purged.status == 200, purged.body
+    assert purged.status == 200, (purged.body, logs(a, b))
     wait_until(lambda: changes.read(key_of(shared_origin, paths[0])) != before, "told")
     watcher.close()
 

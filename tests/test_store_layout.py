@@ -363,6 +363,33 @@ def test_a_put_too_large_for_redis_still_releases_the_lock(
     small.close()
 
 
+def test_a_script_the_server_lacks_is_sent_whole_to_that_server(
+    store_redis: RedisServer,
+) -> None:
+    """As on a replica just promoted (Redis 7 replicates no script cache): EVAL of the text on
+    the node that answered NOSCRIPT, never SCRIPT LOAD on every primary, each client kind."""
+    import asyncio
+    import hashlib
+
+    from caching_proxy.store import redis_scripts
+
+    client = redis.Redis.from_url(store_redis.url)
+    client.flushdb()
+    store = RedisStore(store_redis.url)
+    sha = hashlib.sha1(redis_scripts.REPLACE.encode()).hexdigest()
+    for put in (store.put, lambda e, t: asyncio.run(store.put_async(e, t))):
+        client.script_flush()
+        client.config_resetstat()
+        put(make_entry(URL, body=b"after a flush"), 60)
+        stats = client.info("commandstats")
+        assert stats["cmdstat_evalsha"]["calls"] == 1 and stats["cmdstat_eval"]["calls"] == 1
+        assert not any(name.startswith("cmdstat_script") for name in stats)
+        assert client.script_exists(sha) == [True]  # cached there by the EVAL
+        found = store.lookup(URL, [])
+        assert found is not None and found.body == b"after a flush"
+    store.close()
+
+
 def test_redis_replaces_a_url_in_one_script(store_redis: RedisServer) -> None:
     """A response without Vary: SET, its variants' DELs and the lock's release are one EVALSHA
     from the client, none of them a round trip of its own."""

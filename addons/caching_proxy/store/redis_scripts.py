@@ -8,9 +8,10 @@ one), so each stays one atomic step on a Redis Cluster too; PUBLISH reaches ever
 
 from __future__ import annotations
 
-from typing import Any, cast
+import hashlib
+from typing import Any
 
-from redis.commands.core import AsyncScript, Script
+from redis.exceptions import NoScriptError
 
 _NOW_MS = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) "
 # KEYS: member, group; ARGV: value, ttl in ms, changes channel, owner.
@@ -74,18 +75,29 @@ PUBLISH = "return redis.call('PUBLISH', ARGV[1], ARGV[2])"
 
 
 class LuaScript:
-    """One script for both clients: redis-py's own Script and AsyncScript (EVALSHA, loading the
-    script where the server answers NOSCRIPT), bound to no client: each call names the current
-    one (a cluster client may be made anew, and an asyncio client belongs to its event loop)."""
+    """One script for both clients: EVALSHA, and where the node answers NOSCRIPT, EVAL of the
+    whole text on that same node (which caches it there for the next EVALSHA). redis-py's own
+    Script would load it with SCRIPT LOAD on every primary instead: a node that has none
+    (a replica just promoted: Redis 7 replicates no script cache) while another primary is
+    unreachable (the one it replaced, still in the client's slot map) then failed every write
+    until the map was read again. Bound to no client: each call names the current one (a
+    cluster client may be made anew, and an asyncio client belongs to its event loop)."""
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self._sync = Script(cast(Any, None), text.encode())
-        self._async = AsyncScript(cast(Any, None), text.encode())
+        self.sha = hashlib.sha1(text.encode()).hexdigest()
 
     def __call__(self, client: Any, keys: list[Any], args: list[Any] | None = None) -> Any:
-        return self._sync(keys, args or [], client=client)
+        both = (*keys, *(args or ()))
+        try:
+            return client.evalsha(self.sha, len(keys), *both)
+        except NoScriptError:
+            return client.eval(self.text, len(keys), *both)
 
     async def call_async(self, client: Any, keys: list[Any], args: list[Any] | None = None,
                          ) -> Any:
-        return await self._async(keys, args or [], client=client)
+        both = (*keys, *(args or ()))
+        try:
+            return await client.evalsha(self.sha, len(keys), *both)
+        except NoScriptError:
+            return await client.eval(self.text, len(keys), *both)
