@@ -219,7 +219,8 @@ class LaneReader:
             if done == PASS:
                 self._passed += 1
                 if self._passed >= PASS_STREAK:
-                    self._skip = min(1 << (self._passed - PASS_STREAK), MAX_SKIP)
+                    # The shift bounded too: a connection of a million misses shifts by 4.
+                    self._skip = 1 << min(self._passed - PASS_STREAK, MAX_SKIP.bit_length() - 1)
                 break
             self._passed = 0
             pos = end + 4
