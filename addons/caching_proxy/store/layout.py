@@ -113,33 +113,7 @@ class Store:
         that response; None when none would. The URL's record is read once however many sets
         find nothing (a response without Vary answers the first). With `max_inline`, a
         response larger than that is passed over, as if not stored."""
-        return run(self.backend, self._lookup_first(url, header_sets, max_inline))
-
-    def _lookup_first(self, url: str, header_sets: Sequence[Headers],
-                      max_inline: int | None) -> Steps[tuple[int, Entry] | None]:
-        if not header_sets:
-            return None
-        try:
-            found = yield from self._read(url, max_inline)
-        except EntryTooLarge:
-            return None
-        if isinstance(found, Entry):
-            return 0, found
-        if not isinstance(found, VaryIndex):
-            return None
-        read: set[str] = set()
-        for at, headers in enumerate(header_sets):
-            key = variant_key(url, vary_key(found.vary, headers), found.generation)
-            if key in read:
-                continue
-            read.add(key)
-            try:
-                variant = yield from self._read(key, max_inline)
-            except EntryTooLarge:
-                continue
-            if isinstance(variant, Entry):
-                return at, variant
-        return None
+        return run(self.backend, _first_stored(self._read, url, header_sets, max_inline))
 
     def has_url(self, url: str) -> bool:
         """Whether anything (a response or a Vary index) is stored under `url`."""
@@ -374,6 +348,35 @@ class Store:
             return 0
         removed: int = yield Delete(members)
         return removed
+
+
+def _first_stored(read: Callable[[str, int | None], Steps[object | None]], url: str,
+                  header_sets: Sequence[Headers],
+                  max_inline: int | None) -> Steps[tuple[int, Entry] | None]:
+    """Store.lookup_first's steps, `read` being the store's own (Store._read)."""
+    if not header_sets:
+        return None
+    try:
+        found = yield from read(url, max_inline)
+    except EntryTooLarge:
+        return None
+    if isinstance(found, Entry):
+        return 0, found
+    if not isinstance(found, VaryIndex):
+        return None
+    read_before: set[str] = set()
+    for at, headers in enumerate(header_sets):
+        key = variant_key(url, vary_key(found.vary, headers), found.generation)
+        if key in read_before:
+            continue
+        read_before.add(key)
+        try:
+            variant = yield from read(key, max_inline)
+        except EntryTooLarge:
+            continue
+        if isinstance(variant, Entry):
+            return at, variant
+    return None
 
 
 _UNREADABLE = object()

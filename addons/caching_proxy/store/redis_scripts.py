@@ -1,5 +1,5 @@
 """The Lua scripts of the Redis store (store/redis_store.py), each usable from redis-py's sync
-and asyncio clients.
+and asyncio clients, and the pipelined DELETE commands of a delete over many keys.
 
 A script runs atomically on the server: no other client's command runs between its steps. Every
 script's KEYS share one Cluster slot (store/redis_keys.py names a URL's keys, and a tag's, into
@@ -9,9 +9,13 @@ one), so each stays one atomic step on a Redis Cluster too; PUBLISH reaches ever
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from redis.exceptions import NoScriptError
+
+from caching_proxy.store.backend import SEP
+from caching_proxy.store.redis_keys import CHANGES, GROUP, owner_of, redis_key
 
 _NOW_MS = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) "
 # KEYS: member, group; ARGV: value, ttl in ms, changes channel, owner.
@@ -72,6 +76,23 @@ ADD_COUNTS = ("for i = 1, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], AR
               " end")
 # No keys: runs on any node (a cluster forwards the message to every node).
 PUBLISH = "return redis.call('PUBLISH', ARGV[1], ARGV[2])"
+
+
+def delete_batches(keys: Iterable[str], size: int) -> Iterator[list[tuple[Any, ...]]]:
+    """The DELETE scripts that remove `keys` (each with its removal from its group), `size` to
+    a pipeline. Each owner is announced once per batch, by its last key's step (after all of
+    its keys in it)."""
+    names = list(keys)
+    for start in range(0, len(names), size):
+        batch = names[start:start + size]
+        last = {owner_of(key): i for i, key in enumerate(batch)}
+        commands: list[tuple[Any, ...]] = []
+        for i, key in enumerate(batch):
+            owner = owner_of(key)
+            tagged = [redis_key(key)] + ([redis_key(owner, GROUP)] if SEP in key else [])
+            commands.append(("EVAL", DELETE, len(tagged), *tagged, CHANGES,
+                             owner if last[owner] == i else ""))
+        yield commands
 
 
 class LuaScript:

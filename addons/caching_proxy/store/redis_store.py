@@ -261,11 +261,11 @@ class RedisBackend:
         return self._set_keep_later if keep_later else self._set, [redis_key(key)], args
 
     def delete(self, keys: Iterable[str]) -> int:
-        return sum(sum(self._pipelined(batch)) for batch in _delete_batches(keys))
+        return sum(sum(self._pipelined(batch)) for batch in lua.delete_batches(keys, BATCH))
 
     async def delete_async(self, keys: Iterable[str]) -> int:
         removed = 0
-        for batch in _delete_batches(keys):
+        for batch in lua.delete_batches(keys, BATCH):
             removed += sum(await self._pipelined_async(batch))
         return removed
 
@@ -380,23 +380,6 @@ def _with_expiry(data: bytes | None, left: int) -> tuple[object | None, float | 
     if value is None or left == -2:
         return None, None
     return value, (float("inf") if left == -1 else left / 1000)
-
-
-def _delete_batches(keys: Iterable[str]) -> Iterator[list[tuple[Any, ...]]]:
-    """The DELETE scripts that remove `keys` (each with its removal from its group), BATCH to a
-    pipeline. Each owner is announced once per batch, by its last key's step (after all of its
-    keys in it)."""
-    names = list(keys)
-    for start in range(0, len(names), BATCH):
-        batch = names[start:start + BATCH]
-        last = {owner_of(key): i for i, key in enumerate(batch)}
-        commands: list[tuple[Any, ...]] = []
-        for i, key in enumerate(batch):
-            owner = owner_of(key)
-            tagged = [redis_key(key)] + ([redis_key(owner, GROUP)] if SEP in key else [])
-            commands.append(("EVAL", lua.DELETE, len(tagged), *tagged, CHANGES,
-                             owner if last[owner] == i else ""))
-        yield commands
 
 
 class RedisStore(Store):
