@@ -77,7 +77,7 @@ OUTAGE_BACKOFF = 1.0  # seconds of immediate pass-through after a failure
 BATCH = 500  # keys per pipeline or UNLINK
 T = TypeVar("T")
 # A `set`: the script, its KEYS and ARGV.
-_SetCall = tuple[LuaScript, list[str], list[bytes | int | str]]
+_SetCall = tuple[LuaScript, list[str], list[Any]]
 
 
 class StoreUnavailable(OSError):
@@ -236,24 +236,30 @@ class RedisBackend:
         """KEYS and ARGV of the REPLACE script, None for a value over max_value_size."""
         if SEP in key:
             raise ValueError(f"{key!r} is a group member: it has no group of its own")
-        data = encode(value)
-        if len(data) > self.max_value_size:
+        args = self._write_args(key, value, expire)
+        if args is None:
             return None
         keys = [redis_key(key), redis_key(key, GROUP)]
-        args: list[Any] = [data, max(1, int(expire * 1000)), CHANGES, owner_of(key)]
         if lock is not None:
             keys.append(redis_key(lock[0], LOCK))
             args.append(lock[1])
         return keys, args
 
+    def _write_args(self, key: str, value: object, expire: float) -> list[Any] | None:
+        """ARGV every storing script starts with (value, ttl in ms, changes channel, owner to
+        announce); None for a value over max_value_size, which is not stored."""
+        data = encode(value)
+        if len(data) > self.max_value_size:
+            return None
+        return [data, max(1, int(expire * 1000)), CHANGES, owner_of(key)]
+
     def _set_call(self, key: str, value: object, expire: float, group: str | None,
                   keep_later: bool) -> _SetCall | None:
         """The script that stores `value` (a member's also adds it to its group, in one step),
         None for a value over max_value_size."""
-        data = encode(value)
-        if len(data) > self.max_value_size:
+        args = self._write_args(key, value, expire)
+        if args is None:
             return None
-        args: list[bytes | int | str] = [data, max(1, int(expire * 1000)), CHANGES, owner_of(key)]
         if group is not None:
             if not key.startswith(group + SEP):
                 raise ValueError(f"{key!r} is not named as a member of group {group!r}")
