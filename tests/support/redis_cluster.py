@@ -19,6 +19,15 @@ from support.redis_server import STORE_ARGS, RedisServer
 
 # A master syncs a new replica at once (Redis waits 5 s for more replicas to share the sync).
 SYNC_AT_ONCE = ("--repl-diskless-sync-delay", "0")
+LOG_NAME = "redis.log"
+
+
+def tail(path: Path, lines: int) -> list[str]:
+    """The last `lines` lines of the file at `path`; none when it cannot be read."""
+    try:
+        return path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return []
 
 
 def require_redis_tools() -> None:
@@ -58,8 +67,16 @@ class LocalCluster:
         self.masters, self.replicas = masters, replicas
         self.nodes = [RedisServer(folder / f"node{i}", args=[
             *STORE_ARGS, *SYNC_AT_ONCE, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-            "--cluster-node-timeout", str(node_timeout), "--cluster-port", str(free_port())])
+            "--cluster-node-timeout", str(node_timeout), "--cluster-port", str(free_port()),
+            "--logfile", str(folder / f"node{i}" / LOG_NAME)])
             for i in range(masters * (1 + replicas))]
+
+    def logs(self, lines: int = 12) -> str:
+        """The last lines each node logged (elections, failovers, replication), for a failed
+        test's message."""
+        return "".join(
+            f"\nnode {n.port} logged:\n" + "\n".join(tail(n.folder / LOG_NAME, lines))
+            for n in self.nodes)
 
     @property
     def url(self) -> str:
