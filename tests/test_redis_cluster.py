@@ -470,10 +470,11 @@ def test_a_hung_master_costs_each_request_the_store_timeout_at_most(
         stopped = time.monotonic()
         while time.monotonic() - stopped < HANG:
             for path in held:  # B's memory tier answers, whatever Redis does
-                assert timed(b, path).x_cache == "HIT", (path, time.monotonic() - stopped)
+                assert timed(b, path).x_cache == "HIT", (
+                    f"{path} {time.monotonic() - stopped:.2f} s into the hang" + logs(a, b))
             for path in (*spread[victim], *elsewhere):  # right bytes, stored or not
                 answer = timed(a, path)
-                assert (answer.status, answer.body) == (200, f"body of {path}".encode())
+                assert (answer.status, answer.body) == (200, f"body of {path}".encode()), logs(a, b)
             miss = next(misses)  # a new URL in the hung master's slots
             shared_origin.route(miss, 200, [FRESH], b"miss")
             assert timed(a, miss).body == b"miss"
