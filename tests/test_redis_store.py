@@ -99,7 +99,7 @@ def test_redis_killed_then_restarted(
         assert time.monotonic() < deadline, a.output
         answer = fetch(a.url + "/k")
     assert fetch(b.url + "/k").x_cache == "HIT"
-    assert any("cache store available again" in line for line in b.lines), b.output
+    assert b.logged("cache store available again"), b.output
 
 
 def test_proxy_starts_with_redis_down(origin: Origin, tmp_path: Path) -> None:

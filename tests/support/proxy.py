@@ -86,6 +86,16 @@ class Proxy:
     def output(self) -> str:
         return "\n".join(self.lines)
 
+    def logged(self, text: str, timeout: float = 2.0) -> bool:
+        """Whether a line containing `text` is logged within `timeout` seconds: a line can reach
+        `lines` after the response it was logged for (mitmproxy's log, then this pipe)."""
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
