@@ -1,9 +1,11 @@
 """SubscribedGenerations' bookkeeping over several nodes, on fake PubSubs (the real cluster is in
 tests/test_redis_cluster.py): no copy is used while any node's subscription is down, every
-counter is bumped once they are all back, and the subscriptions follow the node set."""
+counter is bumped once they are all back, the subscriptions follow the node set, and a change
+heard from several nodes is counted once."""
 
 from __future__ import annotations
 
+import os
 import queue
 import time
 from collections.abc import Callable, Iterator
@@ -12,7 +14,8 @@ from typing import Any
 import pytest
 
 from caching_proxy.store import generations
-from caching_proxy.store.generations import SubscribedGenerations
+from caching_proxy.store.generations import SubscribedGenerations, slot_of
+from caching_proxy.store.redis_keys import announced, announcement
 
 URL = "http://o:80/a"
 
@@ -138,3 +141,61 @@ def test_one_server_has_one_subscription(quick: None) -> None:
         assert len(nodes.subscriptions) == 1
     finally:
         changes.close()
+
+
+def counted(changes: SubscribedGenerations, url: str) -> int:
+    return changes._counts[slot_of(url)]
+
+
+def settled(nodes: FakeNodes) -> bool:
+    return all(p.messages.empty() for p in nodes.subscriptions if not p.closed)
+
+
+def test_a_change_heard_from_every_node_is_counted_once(
+        fake: tuple[FakeNodes, SubscribedGenerations]) -> None:
+    """A cluster forwards each PUBLISH to every node, so each subscription hears it: counted
+    once by its ID; another announcement of the same URL is another change; a bare URL (no
+    ID) is counted each time it is heard."""
+    nodes, changes = fake
+    wait_until(lambda: up(changes))
+    for published, more in ((announcement(URL), 1), (announcement(URL), 1), (URL, 3)):
+        expected = counted(changes, URL) + more
+        nodes.publish(published)  # to each of the three subscriptions
+        wait_until(lambda n=expected: settled(nodes) and counted(changes, URL) == n)
+        time.sleep(0.05)  # any copy still being handled
+        assert counted(changes, URL) == expected, published
+
+
+def test_remembered_ids_are_bounded(fake: tuple[FakeNodes, SubscribedGenerations]) -> None:
+    nodes, changes = fake
+    wait_until(lambda: up(changes))
+    for i in range(generations.HEARD_IDS + 10):
+        nodes.publish(announcement(f"{URL}{i}"))
+    wait_until(lambda: settled(nodes))
+    time.sleep(0.05)
+    assert len(changes._heard_ids) == generations.HEARD_IDS
+
+
+def test_announcements_carry_ids_of_their_own_and_read_back() -> None:
+    first, second = announcement(URL), announcement(URL)
+    assert announced(first)[1] == announced(second)[1] == URL
+    assert announced(first)[0] != announced(second)[0]
+    spaced = "http://o:80/a b"  # the owner is everything after the ID's space
+    assert announced(announcement(spaced))[1] == spaced
+    assert announced(announcement("*"))[1] == "*"
+    for bare in (URL, "*", spaced, "#no-space"):
+        assert announced(bare) == (None, bare)
+
+
+def test_a_forked_worker_announces_under_ids_of_its_own() -> None:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker
+        os.write(write, (announced(announcement(URL))[0] or "").encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 100).decode()
+    os.close(read)
+    mine = announced(announcement(URL))[0]
+    assert child and mine and child[:13] != mine[:13]  # "#" and the 12-digit sender

@@ -33,6 +33,8 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
+from caching_proxy.store.redis_keys import announced
+
 SLOTS = 4096
 FILE_NAME = "generations"
 _CELL = struct.Struct("<Q")
@@ -41,6 +43,9 @@ _ALL = SLOTS  # the whole-store counter's index
 # SubscribedGenerations: seconds between reads of the nodes to listen on; between retries after
 # a failure; a listener's wait for a message (how long close may take).
 REFRESH, RETRY, WAIT = 2.0, 0.5, 1.0
+# How many announcement IDs a subscriber remembers to count each change once: a cluster's
+# forwarded copies come within ~40 ms (README); one forgotten sooner costs a store read, no more.
+HEARD_IDS = 4096
 
 
 def slot_of(url: str) -> int:
@@ -108,15 +113,21 @@ class SubscribedGenerations:
     3-master cluster: about 1 ms at most, tests/test_redis_cluster.py). While the node set is
     unknown or any of its subscriptions is down or not yet confirmed, `read` never returns the
     same token twice, so no copy is used; each time they are all up again, every counter is
-    bumped, so copies taken before are dropped. The node set is read again every REFRESH seconds and
-    RETRY seconds after a subscription fails, so after a failover the subscriptions follow the
+    bumped, so copies taken before are dropped. The node set is read again every REFRESH seconds
+    and RETRY seconds after a subscription fails, so after a failover the subscriptions follow the
     new primaries; a primary promoted in between is heard through the other nodes meanwhile (a
     cluster forwards every PUBLISH to every node over its bus, up to ~40 ms late: README).
+
+    So on a cluster each change arrives once per primary. It is counted once, by its
+    announcement's ID (store/redis_keys.py): counted again when a forwarded copy came in, it
+    dropped a copy read just after the write (seen in tests/test_redis_cluster.py's hang test:
+    two of the four copies it relied on were gone).
     """
 
     def __init__(self, nodes: Callable[[], list[str]], connect: Callable[[str], Any],
                  channel: str) -> None:
         self._counts = [0] * (SLOTS + 1)
+        self._heard_ids: dict[str, None] = {}  # the last HEARD_IDS counted, oldest first
         self._lock = threading.Lock()  # bumps come from every listener's thread
         self._up = False
         self._nodes, self._connect, self._channel = nodes, connect, channel
@@ -175,7 +186,14 @@ class SubscribedGenerations:
                 self._set_up()
             elif kind == "message":
                 data = message.get("data")
-                url = data.decode("utf-8", "surrogateescape") if isinstance(data, bytes) else ""
+                text = data.decode("utf-8", "surrogateescape") if isinstance(data, bytes) else ""
+                ident, url = announced(text)
+                if ident is not None:
+                    if ident in self._heard_ids:
+                        return  # the same change again, forwarded by another node
+                    self._heard_ids[ident] = None
+                    if len(self._heard_ids) > HEARD_IDS:
+                        del self._heard_ids[next(iter(self._heard_ids))]
                 self._counts[SLOTS if url == "*" else slot_of(url)] += 1
 
     def _lost(self, listener: _Listener) -> None:

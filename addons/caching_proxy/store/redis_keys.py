@@ -22,6 +22,8 @@ shared counters keep their key, `caching-proxy:counters` (one hash, in a slot of
 
 from __future__ import annotations
 
+import itertools
+import os
 import zlib
 
 from caching_proxy.store.backend import SEP
@@ -31,6 +33,8 @@ VALUE, GROUP, LOCK, USES = "", "group:", "lock:", "uses:"
 COUNTERS = PREFIX + "counters"
 # The channel every write announces its owner on, for the memory tiers (store/generations.py).
 CHANGES = PREFIX + "changes"
+# An announcement is "#ID OWNER" (`announcement`); an owner never starts with "#".
+_MARK = "#"
 # SCAN MATCH for every tagged key (`{` is no glob character); the counters do not match.
 PATTERN = PREFIX + "{*"
 _TAG_DIGITS = 8
@@ -59,3 +63,32 @@ def split_key(key: bytes) -> tuple[str, str]:
         if rest.startswith(kind):
             return kind, rest[len(kind):]
     return VALUE, rest
+
+
+# An announcement's ID: this process's random prefix (new in a forked worker) and a sequence.
+_sender = os.urandom(6).hex()
+_sequence = itertools.count()
+
+
+def _new_sender() -> None:
+    global _sender
+    _sender = os.urandom(6).hex()
+
+
+os.register_at_fork(after_in_child=_new_sender)
+
+
+def announcement(owner: str) -> str:
+    """What a change of `owner` publishes on CHANGES: `owner` with an ID no other announcement
+    has (in any process), so that a subscriber that hears it several times (every node of a
+    cluster forwards each PUBLISH to the others, store/generations.py) counts it once."""
+    return f"{_MARK}{_sender}{next(_sequence):x} {owner}"
+
+
+def announced(text: str) -> tuple[str | None, str]:
+    """(ID, owner) of an announcement; (None, text) for a bare owner."""
+    if text.startswith(_MARK):
+        ident, sep, owner = text.partition(" ")
+        if sep:
+            return ident, owner
+    return None, text

@@ -15,10 +15,10 @@ from typing import Any
 from redis.exceptions import NoScriptError
 
 from caching_proxy.store.backend import SEP
-from caching_proxy.store.redis_keys import CHANGES, GROUP, owner_of, redis_key
+from caching_proxy.store.redis_keys import CHANGES, GROUP, announcement, owner_of, redis_key
 
 _NOW_MS = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) "
-# KEYS: member, group; ARGV: value, ttl in ms, changes channel, owner.
+# KEYS: member, group; ARGV: value, ttl in ms, changes channel, announcement.
 SET_MEMBER = _NOW_MS + """
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), KEYS[1])
@@ -27,13 +27,13 @@ local last = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
 redis.call('PEXPIREAT', KEYS[2], last[2])
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 """
-# KEYS: key; ARGV: value, ttl in ms, changes channel, owner.
+# KEYS: key; ARGV: value, ttl in ms, changes channel, announcement.
 SET = """
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 """
-# KEYS: key, its own group[, a lock]; ARGV: value, ttl in ms, changes channel, owner[, the
-# lock's token]. The group's members (all in the key's slot) go with the set zset.
+# KEYS: key, its own group[, a lock]; ARGV: value, ttl in ms, changes channel, announcement[,
+# the lock's token]. The group's members (all in the key's slot) go with the set zset.
 REPLACE = """
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 local members = redis.call('ZRANGE', KEYS[2], 0, -1)
@@ -47,15 +47,15 @@ MEMBERS = _NOW_MS + """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 return redis.call('ZRANGE', KEYS[1], 0, -1)
 """
-# KEYS: key; ARGV: value, ttl in ms, changes channel, owner. A later expiry (or none) already
-# there is kept.
+# KEYS: key; ARGV: value, ttl in ms, changes channel, announcement. A later expiry (or none)
+# already there is kept.
 SET_KEEP_LATER = """
 local current = redis.call('PTTL', KEYS[1])
 redis.call('PUBLISH', ARGV[3], ARGV[4])
 if current == -1 then return redis.call('SET', KEYS[1], ARGV[1], 'KEEPTTL') end
 return redis.call('SET', KEYS[1], ARGV[1], 'PX', math.max(current, tonumber(ARGV[2])))
 """
-# KEYS: key[, its group]; ARGV: changes channel, owner to announce ('': none). The member
+# KEYS: key[, its group]; ARGV: changes channel, its owner's announcement ('': none). The member
 # leaves its group in the same step, so `members` never lists a deleted key. Sent as EVAL in
 # pipelines (a pipeline cannot load a missing script midway).
 DELETE = """
@@ -91,7 +91,7 @@ def delete_batches(keys: Iterable[str], size: int) -> Iterator[list[tuple[Any, .
             owner = owner_of(key)
             tagged = [redis_key(key)] + ([redis_key(owner, GROUP)] if SEP in key else [])
             commands.append(("EVAL", DELETE, len(tagged), *tagged, CHANGES,
-                             owner if last[owner] == i else ""))
+                             announcement(owner) if last[owner] == i else ""))
         yield commands
 
 

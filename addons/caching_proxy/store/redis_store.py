@@ -62,6 +62,7 @@ from caching_proxy.store.redis_keys import (
     PATTERN,
     USES,
     VALUE,
+    announcement,
     owner_of,
     redis_key,
     split_key,
@@ -101,9 +102,9 @@ class RedisBackend:
         self._count_use, self._delete_if = LuaScript(lua.COUNT_USE), LuaScript(lua.DELETE_IF)
         self._publish, self._add_counts = LuaScript(lua.PUBLISH), LuaScript(lua.ADD_COUNTS)
 
-    def _call(self, fn: Callable[[Any], T]) -> T:
+    def _call(self, fn: Callable[[Any], T], background: bool = False) -> T:
         """`fn(client)`, every Redis failure turned into StoreUnavailable."""
-        with self._outage(self._clients.failed):
+        with self._outage(self._clients.failed, background):
             return fn(self._clients.client())
 
     async def _call_async(self, fn: Callable[[Any], Awaitable[T]]) -> T:
@@ -114,18 +115,22 @@ class RedisBackend:
             return await fn(self._clients.async_client())
 
     @contextlib.contextmanager
-    def _outage(self, failed: Callable[[Exception], None]) -> Iterator[None]:
-        """Around one call: at once "unavailable" for OUTAGE_BACKOFF after a failure; a Redis
-        error becomes StoreUnavailable (and `failed(error)` lets the client be made anew)."""
+    def _outage(self, failed: Callable[[Exception], None],
+                background: bool = False) -> Iterator[None]:
+        """Around one call: at once "unavailable" for OUTAGE_BACKOFF after a failure, except a
+        `background` one's (the counters' key may be on the one cluster master that hangs); a
+        Redis error becomes StoreUnavailable (`failed(error)` lets the client be made anew)."""
         if self._down_until and time.monotonic() < self._down_until:
             raise StoreUnavailable(f"Redis at {self.location} is unavailable")
         try:
             yield
         except self._clients.errors as e:
             failed(e)
-            self._down_until = time.monotonic() + OUTAGE_BACKOFF
+            if not background:
+                self._down_until = time.monotonic() + OUTAGE_BACKOFF
             raise StoreUnavailable(f"Redis at {self.location}: {e}") from e
-        self._down_until = 0.0
+        if not background:
+            self._down_until = 0.0
 
     def _pipelined(self, commands: Iterable[tuple[Any, ...]]) -> list[Any]:
         """The answers of `commands` sent in one non-transactional pipeline (split by node on
@@ -246,12 +251,12 @@ class RedisBackend:
         return keys, args
 
     def _write_args(self, key: str, value: object, expire: float) -> list[Any] | None:
-        """ARGV every storing script starts with (value, ttl in ms, changes channel, owner to
-        announce); None for a value over max_value_size, which is not stored."""
+        """ARGV every storing script starts with (value, ttl in ms, changes channel, the owner's
+        announcement); None for a value over max_value_size, which is not stored."""
         data = encode(value)
         if len(data) > self.max_value_size:
             return None
-        return [data, max(1, int(expire * 1000)), CHANGES, owner_of(key)]
+        return [data, max(1, int(expire * 1000)), CHANGES, announcement(owner_of(key))]
 
     def _set_call(self, key: str, value: object, expire: float, group: str | None,
                   keep_later: bool) -> _SetCall | None:
@@ -325,7 +330,7 @@ class RedisBackend:
         for start in range(0, len(keys), BATCH):
             # A cluster client splits UNLINK by slot.
             self._call(methodcaller("unlink", *keys[start:start + BATCH]))
-        self._call(lambda r: self._publish(r, [], [CHANGES, "*"]))
+        self._call(lambda r: self._publish(r, [], [CHANGES, announcement("*")]))
         return before
 
     def subscribe_changes(self) -> SubscribedGenerations:
@@ -363,7 +368,7 @@ class RedisBackend:
     def add_counts(self, counts: dict[str, int]) -> None:
         args = [part for name, delta in counts.items() if delta for part in (name, delta)]
         if args:
-            self._call(lambda r: self._add_counts(r, [COUNTERS], args))
+            self._call(lambda r: self._add_counts(r, [COUNTERS], args), background=True)
 
     def counters(self) -> dict[str, int]:
         found = self._call(lambda r: r.hgetall(COUNTERS))
