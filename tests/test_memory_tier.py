@@ -5,9 +5,11 @@ seen at once; bounded in bytes; copies dropped when the store would have expired
 from __future__ import annotations
 
 import dataclasses
+import gc
 import subprocess
 import sys
 import time
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -181,3 +183,32 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "not seen in time"
         time.sleep(0.01)
+
+
+def test_a_full_tier_holds_no_more_memory_than_its_bound(tmp_path: Path) -> None:
+    """What a full tier's copies really take (tracemalloc: the memory freed when they all go)
+    stays within --memory-size, for small and large bodies and for "nothing stored" copies.
+    (Counting the key and data lengths plus 200, small copies took 1.25x the bound.)"""
+    for body in (None, 0, 100, 1_000, 10_000):
+        store, tier = tiered(tmp_path / f"b{body}", size=1 << 20)
+        tracemalloc.start()
+        try:
+            for i in range(100_000):
+                url = f"http://127.0.0.1:8080/some/path/{i}"
+                if body is not None:
+                    store.put(make_entry(url, body=bytes(body)), 60)
+                store.lookup(url, [])
+                store.lookup(url, [])  # kept from the second read on
+                if tier.bytes > (1 << 20) - 20_000 and i > 1_000:
+                    break  # full: each new copy pushes out an old one
+            copies = len(tier._copies)
+            gc.collect()
+            held = tracemalloc.get_traced_memory()[0]
+            tier.forget(list(tier._copies))
+            gc.collect()
+            freed = held - tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+        assert copies > 50
+        held_what = "nothing stored" if body is None else f"{body}-byte bodies"
+        assert freed <= 1 << 20, f"{copies} copies ({held_what}) took {freed:,} bytes"

@@ -6,7 +6,7 @@ indexes), least recently used first out, bounded in bytes. Every other call goes
 store unchanged. Copies are kept pickled: a bytes object is one allocation the garbage collector
 never scans, so tens of thousands of copies cost a hit one unpickling and no collector time
 (kept as objects, the collector's full passes over them made a hit with 40,000 copies 3x
-slower), and the bound counts exactly what is held.
+slower), and the bound counts what is held: each copy's key, data and record (_OVERHEAD).
 
 Coherence: a copy is used only while the store's change counters for its URL are what they were
 just before it was read (store/generations.py for diskcache: every write by any process on this
@@ -25,6 +25,7 @@ pass through).
 from __future__ import annotations
 
 import pickle
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -36,7 +37,10 @@ from caching_proxy.store.backend import SEP, Backend, EntryTooLarge
 from caching_proxy.store.base import Usage, VaryIndex
 
 DEFAULT_MEMORY_SIZE = 64 << 20
-_OVERHEAD = 200  # bytes a copy costs besides its key and data (the dict slot, the record)
+# Bytes a copy costs besides its key and data objects (sys.getsizeof): its record (a tuple, its
+# token, expiry and size) and its OrderedDict slot. Measured with tracemalloc by
+# tests/test_memory_tier.py, which checks that a full tier holds no more than its bound.
+_OVERHEAD = 340
 # How long "nothing stored under this key" is remembered (any write to its URL ends it sooner):
 # a client that accepts no coding looks up the identity variant, then the coded ones.
 ABSENT_FOR = 30.0
@@ -143,12 +147,14 @@ class MemoryTier:
                   left: float | None) -> None:
         """Keep a copy of what the store answered for `key` (read after `token`), if it fits."""
         if value is None:
-            self._keep(key, (None, token, self.clock() + ABSENT_FOR, _OVERHEAD + len(key)))
+            self._keep(key, (None, token, self.clock() + ABSENT_FOR,
+                             _OVERHEAD + sys.getsizeof(key)))
         elif left is not None and left > 0 and (isinstance(value, VaryIndex) or (
                 isinstance(value, Entry) and type(value.body) is bytes  # not a mapped file
                 and value.size <= self.max_item)):
             data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-            self._keep(key, (data, token, self.clock() + left, _OVERHEAD + len(key) + len(data)))
+            self._keep(key, (data, token, self.clock() + left,
+                             _OVERHEAD + sys.getsizeof(key) + sys.getsizeof(data)))
 
     def _admit(self, key: str) -> bool:
         """Whether a read of `key` that memory did not answer may leave a copy: from its second
