@@ -65,3 +65,11 @@ def decoded(data: bytes | None) -> object | None:
         return decode(data)
     except Unreadable:
         return None
+
+
+def with_expiry(data: bytes | None, left: int) -> tuple[object | None, float | None]:
+    """The value and seconds left from GET_WITH_TTL's answer (PTTL: -2 absent, -1 no expiry)."""
+    value = decode(data)
+    if value is None or left == -2:
+        return None, None
+    return value, (float("inf") if left == -1 else left / 1000)

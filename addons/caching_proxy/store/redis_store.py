@@ -53,7 +53,7 @@ from caching_proxy.store.base import Usage
 from caching_proxy.store.generations import SubscribedGenerations
 from caching_proxy.store.layout import Store
 from caching_proxy.store.redis_clients import Clients
-from caching_proxy.store.redis_codec import ENTRY_MARK, decode, decoded, encode
+from caching_proxy.store.redis_codec import ENTRY_MARK, decode, decoded, encode, with_expiry
 from caching_proxy.store.redis_keys import (
     CHANGES,
     COUNTERS,
@@ -129,8 +129,7 @@ class RedisBackend:
             if not background:
                 self._down_until = time.monotonic() + OUTAGE_BACKOFF
             raise StoreUnavailable(f"Redis at {self.location}: {e}") from e
-        if not background:
-            self._down_until = 0.0
+        self._down_until = 0.0
 
     def _pipelined(self, commands: Iterable[tuple[Any, ...]]) -> list[Any]:
         """The answers of `commands` sent in one non-transactional pipeline (split by node on
@@ -176,14 +175,14 @@ class RedisBackend:
         if max_inline is not None and max_inline < 0:
             raise EntryTooLarge(key)
         keys = [redis_key(key)]
-        return _with_expiry(*self._call(lambda r: self._get_with_ttl(r, keys)))
+        return with_expiry(*self._call(lambda r: self._get_with_ttl(r, keys)))
 
     async def get_with_expiry_async(self, key: str, max_inline: int | None = None,
                                     ) -> tuple[object | None, float | None]:
         if max_inline is not None and max_inline < 0:
             raise EntryTooLarge(key)
         keys = [redis_key(key)]
-        return _with_expiry(*await self._call_async(
+        return with_expiry(*await self._call_async(
             lambda r: self._get_with_ttl.call_async(r, keys)))
 
     def get_many(self, keys: Iterable[str]) -> Iterator[object | None]:
@@ -383,14 +382,6 @@ class RedisBackend:
     async def close_async(self) -> None:
         await self._clients.close_async()
         self.close()
-
-
-def _with_expiry(data: bytes | None, left: int) -> tuple[object | None, float | None]:
-    """The value and seconds left from GET_WITH_TTL's answer (PTTL: -2 absent, -1 no expiry)."""
-    value = decode(data)
-    if value is None or left == -2:
-        return None, None
-    return value, (float("inf") if left == -1 else left / 1000)
 
 
 class RedisStore(Store):
