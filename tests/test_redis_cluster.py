@@ -489,7 +489,7 @@ def test_a_failed_counters_write_leaves_the_other_masters_answering(
                 if port != holder for p in paths)
     url = key_of(shared_origin, path)
     store = open_store(cluster.url, timeout=0.25)
-    node = next(n for n in cluster.nodes if n.port == holder)
+    node = cluster.node(holder)
     assert node.proc is not None
     try:
         store.put(make_entry(url, body=b"elsewhere"), 60)
@@ -528,7 +528,7 @@ def test_a_hung_master_costs_each_request_the_store_timeout_at_most(
         assert fetch(b.url + path).x_cache == "HIT"
     fresh = paths_by_master(cluster, shared_origin, "hangmiss", 600)[victim]
     misses = iter(fresh)  # new URLs in the victim's slots
-    node = next(n for n in cluster.nodes if n.port == victim)
+    node = cluster.node(victim)
     assert node.proc is not None
     standby = admin(replica_of(victim))
     standby.config_set("cluster-replica-no-failover", "yes")

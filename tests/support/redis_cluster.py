@@ -132,8 +132,11 @@ class LocalCluster:
                 return port
         raise LookupError(slot)
 
+    def node(self, port: int) -> RedisServer:
+        return next(n for n in self.nodes if n.port == port)
+
     def kill(self, port: int) -> None:
-        next(n for n in self.nodes if n.port == port).kill()
+        self.node(port).kill()
 
     def stop(self) -> None:
         for node in self.nodes:
