@@ -2,11 +2,11 @@
 store, so that a hit on them reads neither SQLite nor Redis and unpickles nothing.
 
 It wraps a Backend (store/backend.py) and caches what `get` returns (responses and Vary
-indexes), least recently used first out, bounded in bytes. Every other call goes through to the
-store unchanged. Copies are kept pickled: a bytes object is one allocation the garbage collector
-never scans, so tens of thousands of copies cost a hit one unpickling and no collector time
-(kept as objects, the collector's full passes over them made a hit with 40,000 copies 3x
-slower), and the bound counts what is held: each copy's key, data and record (_OVERHEAD).
+indexes), bounded in bytes. Every other call goes through to the store unchanged. Copies are
+kept pickled, in a CopyArena (store/copy_arena.py: segments of one mapping, oldest out first,
+a copy read near the end of its life written again), which bounds what they take in this
+process, fragmentation included. Pickled, they are no objects for the garbage collector to scan
+(kept as objects, the collector's full passes made a hit with 40,000 copies 3x slower).
 
 Coherence: a copy is used only while the store's change counters for its URL are what they were
 just before it was read (store/generations.py for diskcache: every write by any process on this
@@ -25,9 +25,7 @@ pass through).
 from __future__ import annotations
 
 import pickle
-import sys
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from threading import Lock
 from typing import Any, Final, Protocol
@@ -35,12 +33,9 @@ from typing import Any, Final, Protocol
 from caching_proxy.entry import Entry
 from caching_proxy.store.backend import SEP, Backend, EntryTooLarge
 from caching_proxy.store.base import Usage, VaryIndex
+from caching_proxy.store.copy_arena import LENGTH, TOKEN, UNTIL, CopyArena
 
 DEFAULT_MEMORY_SIZE = 64 << 20
-# Bytes a copy costs besides its key and data objects (sys.getsizeof): its record (a tuple, its
-# token, expiry and size) and its OrderedDict slot. Measured with tracemalloc by
-# tests/test_memory_tier.py, which checks that a full tier holds no more than its bound.
-_OVERHEAD = 340
 # How long "nothing stored under this key" is remembered (any write to its URL ends it sooner):
 # a client that accepts no coding looks up the identity variant, then the coded ones.
 ABSENT_FOR = 30.0
@@ -53,17 +48,6 @@ MEMORY_ONLY = -1
 class ChangeCounters(Protocol):
     def read(self, url: str) -> object:
         """A token of `url`'s change counters: equal tokens mean no change in between."""
-
-
-# A copy is a plain tuple of atoms (value, token, until, size), which the garbage collector
-# stops tracking after one pass (a tuple subclass or a class instance it would scan forever):
-# value, the pickled Entry or VaryIndex (None: nothing stored); token, a tuple of ints (see
-# ChangeCounters); until, the monotonic time the store expires it; size, what it counts for.
-_Copy = tuple[bytes | None, object, float, int]
-_VALUE: Final = 0
-_TOKEN: Final = 1
-_UNTIL: Final = 2
-_SIZE: Final = 3
 
 
 _MISSED: Final = object()  # no live copy in memory
@@ -83,12 +67,12 @@ class MemoryTier:
         self.location = inner.location
         self.changes = changes
         self.max_bytes = max_bytes
-        # One value may take an eighth of the tier at most: one large body never empties it.
-        self.max_item = max(max_bytes // 8, 1)
+        self._copies = CopyArena(max_bytes)
+        # One value may take a segment (a sixteenth of the tier) at most: one large body never
+        # empties it.
+        self.max_item = self._copies.max_item
         self.clock = clock
-        self._copies: OrderedDict[str, _Copy] = OrderedDict()
-        self._bytes = 0
-        self._lock = Lock()  # the OrderedDict is shared with worker threads' reads
+        self._lock = Lock()  # the arena is shared with worker threads' reads
         self.hits = self.misses = 0
         self._seen: set[int] = set()  # hashes of keys read once from the store (see _admit)
         self._get_with_expiry = getattr(inner, "get_with_expiry", None)
@@ -130,14 +114,17 @@ class MemoryTier:
         """The value of the live copy of `key` (None: "nothing stored" remembered), else
         _MISSED, counted as a miss; EntryTooLarge instead for a MEMORY_ONLY read."""
         with self._lock:
-            copy = self._copies.get(key)
-            if copy is not None:
-                if copy[_TOKEN] == self.changes.read(url_of(key)) and self.clock() < copy[_UNTIL]:
-                    self._copies.move_to_end(key)
+            copies = self._copies
+            record = copies.find(key)
+            if record is not None:
+                if (record[TOKEN] == self.changes.read(url_of(key))
+                        and self.clock() < record[UNTIL]):
                     self.hits += 1
-                    data = copy[_VALUE]
-                    return None if data is None else pickle.loads(data)
-                self._drop(key)
+                    if record[LENGTH] < 0:
+                        return None
+                    value: object = pickle.loads(copies.read(key, record))
+                    return value
+                copies.drop(key)
         if max_inline == MEMORY_ONLY:
             raise EntryTooLarge(key)
         self.misses += 1
@@ -147,14 +134,14 @@ class MemoryTier:
                   left: float | None) -> None:
         """Keep a copy of what the store answered for `key` (read after `token`), if it fits."""
         if value is None:
-            self._keep(key, (None, token, self.clock() + ABSENT_FOR,
-                             _OVERHEAD + sys.getsizeof(key)))
+            with self._lock:
+                self._copies.put(key, None, token, self.clock() + ABSENT_FOR)
         elif left is not None and left > 0 and (isinstance(value, VaryIndex) or (
                 isinstance(value, Entry) and type(value.body) is bytes  # not a mapped file
                 and value.size <= self.max_item)):
             data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-            self._keep(key, (data, token, self.clock() + left,
-                             _OVERHEAD + sys.getsizeof(key) + sys.getsizeof(data)))
+            with self._lock:
+                self._copies.put(key, data, token, self.clock() + left)
 
     def _admit(self, key: str) -> bool:
         """Whether a read of `key` that memory did not answer may leave a copy: from its second
@@ -168,28 +155,15 @@ class MemoryTier:
         self._seen.add(seen)
         return False
 
-    def _keep(self, key: str, copy: _Copy) -> None:
-        with self._lock:
-            self._drop(key)
-            self._copies[key] = copy
-            self._bytes += copy[_SIZE]
-            while self._bytes > self.max_bytes and self._copies:
-                oldest = next(iter(self._copies))
-                self._drop(oldest)
-
-    def _drop(self, key: str) -> None:
-        copy = self._copies.pop(key, None)
-        if copy is not None:
-            self._bytes -= copy[_SIZE]
-
     def forget(self, keys: Iterable[str]) -> None:
         with self._lock:
             for key in keys:
-                self._drop(key)
+                self._copies.drop(key)
 
     @property
     def bytes(self) -> int:
-        return self._bytes
+        """What the copies take in this process, as counted against max_bytes."""
+        return self._copies.held
 
     # -- writes: through, and this process's copies go at once (others see the counters) ------
 
@@ -228,7 +202,6 @@ class MemoryTier:
     def clear(self) -> Usage:
         with self._lock:
             self._copies.clear()
-            self._bytes = 0
         return self.inner.clear()
 
     # -- the rest of the Backend, unchanged ----------------------------------------------------
@@ -294,7 +267,6 @@ class MemoryTier:
     def _close_own(self) -> None:
         with self._lock:
             self._copies.clear()
-            self._bytes = 0
         close_changes = getattr(self.changes, "close", None)
         if callable(close_changes) and self.changes is not getattr(self.inner, "generations",
                                                                     None):

@@ -1,0 +1,190 @@
+"""Where the memory tier keeps its copies' bytes: one anonymous private mapping cut into
+segments, written in order and emptied oldest first, so that the memory the copies take stays
+within the tier's size whatever mix of sizes comes and goes.
+
+Why not one bytes object per copy (as before): copies freed and made at random leave holes in
+malloc's heap that other allocations fill, and a 64 MiB tier of 1 KB copies under reads spread
+over a larger store grew the process by 1.5x its size (README, "The memory tier"; RAMCloud's
+"Log-structured Memory for DRAM-based Storage" measured the same of allocators). Here a copy's
+bytes go at the end of the open segment; when the tier is full, the oldest segment is emptied
+whole (its copies dropped) and written again, so no hole is left behind. Segments the tier gives
+up (to its index, or on clear) go back to the kernel (MADV_DONTNEED).
+
+What is counted against `max_bytes`: every segment in use, whole; each key listed in a segment
+until that segment is emptied (a dropped or replaced copy's key stays listed); and each live
+copy's record and dict slot (RECORD_COST). Pages of a segment are resident only once written.
+
+Order out: first in, first out by segment, with a second chance: a copy read while its segment
+is among the oldest quarter is written again at the end, so a hot copy outlives its segment.
+
+Not thread-safe: MemoryTier holds its lock around every call. The mapping is private, so a
+forked worker writes its own pages (copy on write), never its parent's.
+"""
+
+from __future__ import annotations
+
+import mmap
+import sys
+from collections import deque
+from typing import Final
+
+SEGMENTS = 16
+# A live copy's record (a 5-tuple, its float, a token of two ints) and its dict slot, besides
+# the key, counted with its segment. Measured with tracemalloc (284 bytes) by
+# tests/test_memory_tier.py, which checks that a full tier holds no more than its bound.
+RECORD_COST = 300
+# A key listed in a segment: the key object (sys.getsizeof) and its list slot.
+_LISTED = 8
+
+# A copy's record: (offset, length (-1: "nothing stored"), token, until, segment).
+Record = tuple[int, int, object, float, int]
+OFFSET: Final = 0
+LENGTH: Final = 1
+TOKEN: Final = 2
+UNTIL: Final = 3
+SEGMENT: Final = 4
+
+
+class CopyArena:
+    """Copies of at most `max_item` bytes each, under keys, within `max_bytes` (see the module).
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        page = mmap.PAGESIZE
+        self.max_bytes = max_bytes
+        self.segment_size = max(page, max_bytes // SEGMENTS // page * page)
+        self.max_item = self.segment_size
+        count = max(1, max_bytes // self.segment_size)
+        self._map = mmap.mmap(-1, count * self.segment_size,
+                              flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        self._view = memoryview(self._map)
+        self._index: dict[str, Record] = {}
+        self._keys: list[list[str]] = [[] for _ in range(count)]  # listed in each segment
+        self._charged = [0] * count  # what its listed keys count, per segment
+        self._opened = [0] * count  # when each segment was last opened (see _open)
+        self._order: deque[int] = deque()  # segments in use, oldest first; the open one last
+        self._free = list(range(count - 1, -1, -1))
+        self._fill = 0  # bytes written into the open segment
+        self._serial = 0  # segments opened so far
+        self._held = 0  # what is counted against max_bytes (see the module)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._index
+
+    def keys(self) -> list[str]:
+        return list(self._index)
+
+    @property
+    def held(self) -> int:
+        """Bytes counted against max_bytes: at least what the copies take in this process."""
+        return self._held
+
+    def find(self, key: str) -> Record | None:
+        return self._index.get(key)
+
+    def read(self, key: str, record: Record) -> memoryview:
+        """The bytes of `key`'s copy, found as `record` (of a length >= 0), valid until the next
+        call. A copy in one of the oldest quarter of segments is first written again at the end
+        (its second chance)."""
+        offset, length = record[OFFSET], record[LENGTH]
+        in_use = len(self._order)
+        if in_use > 1 and self._opened[record[SEGMENT]] <= self._serial - in_use + max(
+                1, in_use // 4):
+            data = bytes(self._view[offset:offset + length])  # its segment may be reused below
+            if not self.put(key, data, record[TOKEN], record[UNTIL]):
+                return memoryview(data)
+            offset = self._index[key][OFFSET]
+        return self._view[offset:offset + length]
+
+    def put(self, key: str, data: bytes | None, token: object, until: float) -> bool:
+        """Keep `data` (None: "nothing stored") under `key` in place of any copy it had; False
+        when it does not fit (over max_item, or a tier too small for one segment)."""
+        self.drop(key)
+        length = -1 if data is None else len(data)
+        if length > self.segment_size:
+            return False
+        listed = sys.getsizeof(key) + _LISTED
+        if not self._order or self._fill + max(length, 0) > self.segment_size:
+            if not self._open(listed):
+                return False
+        else:
+            self._make_room(listed)
+            if not self._order and not self._open(listed):  # the open segment had to go too
+                return False
+        if self._held + listed + RECORD_COST > self.max_bytes:
+            return False
+        segment = self._order[-1]
+        offset = segment * self.segment_size + self._fill
+        if data is not None:
+            self._view[offset:offset + length] = data
+            self._fill += length
+        self._index[key] = (offset, length, token, until, segment)
+        self._keys[segment].append(key)
+        self._charged[segment] += listed
+        self._held += listed + RECORD_COST
+        return True
+
+    def drop(self, key: str) -> None:
+        if self._index.pop(key, None) is not None:
+            self._held -= RECORD_COST
+
+    def clear(self) -> None:
+        """Drop every copy and give every segment back to the kernel."""
+        while self._order:
+            self._release(self._empty_oldest())
+
+
+    # -- segments ------------------------------------------------------------------------------
+
+    def _open(self, listed: int) -> bool:
+        """Make a fresh segment the open one, with room for one more copy's `listed` cost
+        (emptying the oldest segments as needed); False when even one would be over max_bytes.
+        """
+        need = self.segment_size + listed + RECORD_COST
+        segment = None
+        while self._order and (self._held + need > self.max_bytes or not self._free):
+            segment = self._empty_oldest()
+            if self._held + need <= self.max_bytes:
+                break  # written again at once: no need to give its pages back
+            self._release(segment)
+            segment = None
+        if segment is None:
+            if self._held + need > self.max_bytes or not self._free:
+                return False
+            segment = self._free.pop()
+        self._order.append(segment)
+        self._serial += 1
+        self._opened[segment] = self._serial
+        self._held += self.segment_size
+        self._fill = 0
+        return True
+
+    def _make_room(self, listed: int) -> None:
+        """Empty the oldest segments (the open one last) until one more copy's cost fits."""
+        while self._order and self._held + listed + RECORD_COST > self.max_bytes:
+            self._release(self._empty_oldest())
+
+    def _empty_oldest(self) -> int:
+        """Drop the copies of the oldest segment in use and take it out of use; its number."""
+        segment = self._order.popleft()
+        index = self._index
+        for key in self._keys[segment]:
+            record = index.get(key)
+            if record is not None and record[SEGMENT] == segment:
+                del index[key]
+                self._held -= RECORD_COST
+        self._keys[segment] = []
+        self._held -= self.segment_size + self._charged[segment]
+        self._charged[segment] = 0
+        if not self._order:
+            self._fill = 0
+        return segment
+
+    def _release(self, segment: int) -> None:
+        """Give an emptied segment's pages back to the kernel; it is free again."""
+        start = segment * self.segment_size
+        self._map.madvise(mmap.MADV_DONTNEED, start, self.segment_size)
+        self._free.append(segment)
