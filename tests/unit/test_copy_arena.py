@@ -53,10 +53,10 @@ def test_what_is_found_is_what_was_put_and_the_count_stays_within_its_bound() ->
 
 def test_a_copy_read_again_outlives_its_segment_and_one_never_read_does_not() -> None:
     arena = CopyArena(1 << 20)
-    arena.put("hot", b"h" * 1_000, (1,), 9.0)
-    arena.put("cold", b"c" * 1_000, (1,), 9.0)
+    arena.put("hot", b"h" * 1_000, (1, 1), 9.0)
+    arena.put("cold", b"c" * 1_000, (1, 1), 9.0)
     for i in range(2_000):  # about three times what the arena holds
-        arena.put(f"filler{i}", os.urandom(1_500), (1,), 9.0)
+        arena.put(f"filler{i}", os.urandom(1_500), (1, 1), 9.0)
         record = arena.find("hot")
         assert record is not None, f"hot dropped after {i} fillers"
         assert bytes(arena.read("hot", record)) == b"h" * 1_000
@@ -67,18 +67,18 @@ def test_a_copy_read_again_outlives_its_segment_and_one_never_read_does_not() ->
 
 def test_items_over_a_segment_and_tiers_under_a_page_are_refused() -> None:
     arena = CopyArena(1 << 20)
-    assert not arena.put("big", bytes(arena.max_item + 1), (1,), 9.0)
-    assert arena.put("fits", bytes(arena.max_item), (1,), 9.0)
+    assert not arena.put("big", bytes(arena.max_item + 1), (1, 1), 9.0)
+    assert arena.put("fits", bytes(arena.max_item), (1, 1), 9.0)
     assert arena.find("big") is None and arena.held <= arena.max_bytes
     tiny = CopyArena(1_000)
-    assert not tiny.put("k", b"x", (1,), 9.0) and not tiny.put("k", None, (1,), 9.0)
+    assert not tiny.put("k", b"x", (1, 1), 9.0) and not tiny.put("k", None, (1, 1), 9.0)
     assert tiny.held == 0
 
 
 def test_keys_of_nothing_stored_are_counted_and_pushed_out_too() -> None:
     arena = CopyArena(256 << 10)
     for i in range(50_000):
-        assert arena.put(f"http://o:80/absent/{i}", None, (1,), 9.0)
+        assert arena.put(f"http://o:80/absent/{i}", None, (1, 1), 9.0)
         assert arena.held <= arena.max_bytes
     assert 100 < len(arena) < 256 * 1024 // RECORD_COST
     assert arena.find("http://o:80/absent/49999") is not None
@@ -87,22 +87,22 @@ def test_keys_of_nothing_stored_are_counted_and_pushed_out_too() -> None:
 def test_clear_gives_the_pages_back() -> None:
     arena = CopyArena(4 << 20)
     for i in range(3_000):
-        arena.put(f"k{i}", os.urandom(1_000), (1,), 9.0)
+        arena.put(f"k{i}", os.urandom(1_000), (1, 1), 9.0)
     assert resident(arena) > 2 << 20
     arena.clear()
     assert (len(arena), arena.held, resident(arena)) == (0, 0, 0)
-    assert arena.put("again", b"a", (1,), 9.0) and read_back(arena, "again") == b"a"
+    assert arena.put("again", b"a", (1, 1), 9.0) and read_back(arena, "again") == b"a"
 
 
 def test_a_forked_child_writes_its_own_pages() -> None:
     arena = CopyArena(1 << 20)
-    arena.put("k", b"parent", (1,), 9.0)
+    arena.put("k", b"parent", (1, 1), 9.0)
     offset = arena.find("k")[OFFSET]  # type: ignore[index]
     child = os.fork()
     if child == 0:  # pragma: no cover - the child's own exit code carries its result
         arena._map.seek(0)
         arena._view[offset:offset + 6] = b"childs"
-        arena.put("k", b"child!", (2,), 9.0)
+        arena.put("k", b"child!", (2, 2), 9.0)
         os._exit(0 if read_back(arena, "k") == b"child!" else 1)
     _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0

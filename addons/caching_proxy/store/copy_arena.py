@@ -13,6 +13,8 @@ up (to its index, or on clear) go back to the kernel (MADV_DONTNEED).
 What is counted against `max_bytes`: every segment in use, whole; each key listed in a segment
 until that segment is emptied (a dropped or replaced copy's key stays listed); and each live
 copy's record and dict slot (RECORD_COST). Pages of a segment are resident only once written.
+A record is one packed bytes object, not a tuple of objects: fewer small objects to scatter
+over the heap among each request's short-lived ones.
 
 Order out: first in, first out by segment, with a second chance: a copy read while its segment
 is among the oldest quarter is written again at the end, so a hot copy outlives its segment.
@@ -24,25 +26,29 @@ forked worker writes its own pages (copy on write), never its parent's.
 from __future__ import annotations
 
 import mmap
+import struct
 import sys
 from collections import deque
 from typing import Final
 
 SEGMENTS = 16
-# A live copy's record (a 5-tuple, its float, a token of two ints) and its dict slot, besides
-# the key, counted with its segment. Measured with tracemalloc (284 bytes) by
-# tests/test_memory_tier.py, which checks that a full tier holds no more than its bound.
-RECORD_COST = 300
+# A live copy's record and its dict slot, besides the key, counted with its segment: measured
+# with tracemalloc, 73 bytes for the record and 42 to 80 for the dict's table (up to 120 just
+# after it grows). tests/test_memory_tier.py checks that a full tier holds no more than its bound.
+RECORD_COST = 200
 # A key listed in a segment: the key object (sys.getsizeof) and its list slot.
 _LISTED = 8
 
-# A copy's record: (offset, length (-1: "nothing stored"), token, until, segment).
-Record = tuple[int, int, object, float, int]
-OFFSET: Final = 0
+# A copy's record, packed: its segment, length (-1: "nothing stored"), offset, the two ints of
+# the change counters' token it was read under, and the time it expires.
+_PACKED = struct.Struct("<B3xiqQQd")
+Record = tuple[int, int, int, int, int, float]  # unpacked
+SEGMENT: Final = 0
 LENGTH: Final = 1
-TOKEN: Final = 2
-UNTIL: Final = 3
-SEGMENT: Final = 4
+OFFSET: Final = 2
+TOKEN: Final = slice(3, 5)
+UNTIL: Final = 5
+Token = tuple[int, int]
 
 
 class CopyArena:
@@ -58,7 +64,7 @@ class CopyArena:
         self._map = mmap.mmap(-1, count * self.segment_size,
                               flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         self._view = memoryview(self._map)
-        self._index: dict[str, Record] = {}
+        self._index: dict[str, bytes] = {}  # packed records
         self._keys: list[list[str]] = [[] for _ in range(count)]  # listed in each segment
         self._charged = [0] * count  # what its listed keys count, per segment
         self._opened = [0] * count  # when each segment was last opened (see _open)
@@ -83,7 +89,8 @@ class CopyArena:
         return self._held
 
     def find(self, key: str) -> Record | None:
-        return self._index.get(key)
+        packed = self._index.get(key)
+        return None if packed is None else _PACKED.unpack(packed)  # type: ignore[return-value]
 
     def read(self, key: str, record: Record) -> memoryview:
         """The bytes of `key`'s copy, found as `record` (of a length >= 0), valid until the next
@@ -96,15 +103,16 @@ class CopyArena:
             data = bytes(self._view[offset:offset + length])  # its segment may be reused below
             if not self.put(key, data, record[TOKEN], record[UNTIL]):
                 return memoryview(data)
-            offset = self._index[key][OFFSET]
+            offset = _PACKED.unpack(self._index[key])[OFFSET]
         return self._view[offset:offset + length]
 
     def put(self, key: str, data: bytes | None, token: object, until: float) -> bool:
-        """Keep `data` (None: "nothing stored") under `key` in place of any copy it had; False
-        when it does not fit (over max_item, or a tier too small for one segment)."""
+        """Keep `data` (None: "nothing stored") under `key`, read under `token`, in place of any
+        copy it had; False when it is not kept: over max_item, a tier too small for one
+        segment, or a token that is not two ints (one that never equals another)."""
         self.drop(key)
         length = -1 if data is None else len(data)
-        if length > self.segment_size:
+        if length > self.segment_size or type(token) is not tuple or len(token) != 2:
             return False
         listed = sys.getsizeof(key) + _LISTED
         if not self._order or self._fill + max(length, 0) > self.segment_size:
@@ -121,7 +129,7 @@ class CopyArena:
         if data is not None:
             self._view[offset:offset + length] = data
             self._fill += length
-        self._index[key] = (offset, length, token, until, segment)
+        self._index[key] = _PACKED.pack(segment, length, offset, *token, until)
         self._keys[segment].append(key)
         self._charged[segment] += listed
         self._held += listed + RECORD_COST
@@ -172,8 +180,8 @@ class CopyArena:
         segment = self._order.popleft()
         index = self._index
         for key in self._keys[segment]:
-            record = index.get(key)
-            if record is not None and record[SEGMENT] == segment:
+            packed = index.get(key)
+            if packed is not None and packed[0] == segment:  # its first byte: see _PACKED
                 del index[key]
                 self._held -= RECORD_COST
         self._keys[segment] = []
