@@ -108,3 +108,11 @@ def test_a_forked_child_writes_its_own_pages() -> None:
     assert os.waitstatus_to_exitcode(status) == 0
     assert read_back(arena, "k") == b"parent"
     assert mmap.PAGESIZE <= resident(arena) <= arena.held
+
+
+def test_a_tier_larger_than_the_machine_opens_and_keeps_copies() -> None:
+    """Its pages count once written: a size over memory plus swap is no reason to refuse."""
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    arena = CopyArena(4 * physical)
+    assert arena.put("k", b"v" * 1_000, (1, 1), 9.0) and read_back(arena, "k") == b"v" * 1_000
+    assert len(arena) == 1 and arena.held < arena.segment_size + 4096

@@ -32,6 +32,9 @@ from collections import deque
 from typing import Final
 
 SEGMENTS = 16
+# Reserve no swap for the mapping (Linux): pages count once written, and a tier larger than the
+# machine's memory plus swap (which it may never fill) is not refused at start.
+_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000 if sys.platform.startswith("linux") else 0)
 # A live copy's record and its dict slot, besides the key, counted with its segment: measured
 # with tracemalloc, 73 bytes for the record and 42 to 80 for the dict's table (up to 120 just
 # after it grows). tests/test_memory_tier.py checks that a full tier holds no more than its bound.
@@ -61,8 +64,12 @@ class CopyArena:
         self.segment_size = max(page, max_bytes // SEGMENTS // page * page)
         self.max_item = self.segment_size
         count = max(1, max_bytes // self.segment_size)
-        self._map = mmap.mmap(-1, count * self.segment_size,
-                              flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        try:
+            self._map = mmap.mmap(-1, count * self.segment_size,
+                                  flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _NORESERVE)
+        except OSError as e:
+            raise OSError(e.errno, f"cannot map a memory tier of {max_bytes:,} bytes "
+                                   f"(--memory-size): {e.strerror}") from None
         self._view = memoryview(self._map)
         self._index: dict[str, bytes] = {}  # packed records
         self._keys: list[list[str]] = [[] for _ in range(count)]  # listed in each segment
