@@ -142,6 +142,8 @@ def rows(entries: int) -> list[Row]:
         # --compare REF: the same hit and miss rows on the checkout REF, in the same rounds.
         Row("hit1k-base", f"previous checkout hit, {SMALL_KEYS} entries", "base-proxy",
             Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
+        Row("hitmem-base", f"previous checkout hit, {SMALL_KEYS} entries, --memory-size 64m",
+            "base-proxy-mem", Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
         Row("miss-base", "previous checkout miss: a new URL every request (stored)",
             "base-proxy-miss", Load("unique", "/b1k/m"), "1 KB"),
         Row("redismiss-base", "previous checkout --store redis miss: a new URL every request",
@@ -252,6 +254,7 @@ def server_commands(
         old = {"PYTHONPATH": str(base / "addons")}
         commands["base-proxy"] = (proxy("base"), old)
         commands["base-proxy-miss"] = (proxy("base-miss"), old)
+        commands["base-proxy-mem"] = (proxy("base-mem", "--memory-size", "64m"), old)
         if redis_url is not None:
             commands["base-proxy-redis"] = (proxy("base-redis", "--store", redis_url), old)
             commands["base-proxy-redis-nomem"] = (proxy("base-redis-nomem", "--store", redis_url,
@@ -320,7 +323,8 @@ def prefill(started: dict[str, servers.Server], notes: list[str]) -> None:
         f"/t1k/h{i}" for i in range(SMALL_KEYS)]
     for name in ("proxy", "proxy-nolane", "proxy-mem", "proxy-nomem", "proxy-workers2",
                  "proxy-workers2-nolane", "proxy-redis", "proxy-redis-nomem", "proxy-redis2",
-                 "proxy-cluster", "proxy-cluster-nomem", "base-proxy", "base-proxy-redis-nomem",
+                 "proxy-cluster", "proxy-cluster-nomem", "base-proxy", "base-proxy-mem",
+                 "base-proxy-redis-nomem",
                  "flask-dev", "flask-gunicorn", "flask-gunicorn1"):
         server = started.get(name)
         if server is None:
@@ -429,7 +433,7 @@ def table(measured: list[Measured]) -> list[str]:
 
 
 # Rows compared with the previous checkout (--compare), each with its own baseline row.
-PAIRED = ("hit1k", "miss", "redismiss", "redisnomem")
+PAIRED = ("hit1k", "hitmem", "miss", "redismiss", "redisnomem")
 
 
 def paired(measured: list[Measured]) -> list[str]:
@@ -512,6 +516,8 @@ def targets(by_target: dict[str, float], growth: dict[str, float], entries: int)
         check("Redis Cluster memory tier on vs off (no target)",
               r("hitcluster", "clusternomem"), 0.0, True),
         *([check("hit 1 KB >= 0.95x the previous checkout", r("hit1k", "hit1k-base"), 0.95, True),
+           check("hit, --memory-size 64m, >= 0.95x the previous checkout",
+                 r("hitmem", "hitmem-base"), 0.95, True),
            check("miss >= 0.95x the previous checkout", r("miss", "miss-base"), 0.95, True),
            check("Redis miss >= 0.95x the previous checkout", r("redismiss", "redismiss-base"),
                  0.95, True),
