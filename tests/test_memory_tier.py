@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import itertools
 import subprocess
 import sys
 import time
@@ -50,6 +51,36 @@ def test_a_key_read_again_is_answered_from_memory(tmp_path: Path) -> None:
     assert body_of(store) == b"one" and (tier.hits, tier.misses, len(tier._copies)) == (0, 1, 0)
     assert body_of(store) == b"one" and (tier.hits, tier.misses, len(tier._copies)) == (0, 2, 1)
     assert body_of(store) == b"one" and (tier.hits, tier.misses) == (1, 2)
+
+
+def test_a_key_read_once_is_forgotten_after_a_sixteenth_of_the_marks(tmp_path: Path) -> None:
+    """The marks of keys read once are cleared once a sixteenth of the table's slots are marked
+    (1,024 of 16,384 for a 1 MiB tier): a key read once before that counts as read once again."""
+    _, tier = tiered(tmp_path, size=1 << 20)
+    slots = len(tier._seen)
+    assert slots == 16_384
+    first = "http://o:80/first"
+    taken = {hash(first) % slots}
+    apart = []  # keys of slots of their own: each read leaves a new mark
+    for i in itertools.count():
+        key = f"http://o:80/other{i}"
+        if hash(key) % slots not in taken and len(apart) < slots // 16:
+            taken.add(hash(key) % slots)
+            apart.append(key)
+        if len(apart) == slots // 16:
+            break
+    tier.get(first)
+    tier.get(first)  # its second read: a copy of "nothing stored"
+    assert first in tier._copies
+    tier.forget([first])
+    for key in apart[:slots // 16 - 1]:  # all the marks but one
+        tier.get(key)
+    tier.get(first)  # still marked: a copy
+    assert first in tier._copies
+    tier.forget([first])
+    tier.get(apart[-1])  # the marks are cleared, then this key marked
+    tier.get(first)
+    assert first not in tier._copies
 
 
 def test_changes_through_another_handle_are_seen_at_once(tmp_path: Path) -> None:

@@ -51,7 +51,6 @@ LENGTH: Final = 1
 OFFSET: Final = 2
 TOKEN: Final = slice(3, 5)
 UNTIL: Final = 5
-Token = tuple[int, int]
 
 
 class CopyArena:
@@ -150,7 +149,6 @@ class CopyArena:
         """Drop every copy and give every segment back to the kernel."""
         while self._order:
             self._release(self._empty_oldest())
-
 
     # -- segments ------------------------------------------------------------------------------
 

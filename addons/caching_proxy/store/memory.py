@@ -24,6 +24,7 @@ pass through).
 
 from __future__ import annotations
 
+import mmap
 import pickle
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -40,8 +41,8 @@ DEFAULT_MEMORY_SIZE = 64 << 20
 # a client that accepts no coding looks up the identity variant, then the coded ones.
 ABSENT_FOR = 30.0
 # Keys read once are marked in a table of one byte per slot (a Bloom filter of one hash, as
-# TinyLFU's doorkeeper): 2**20 slots at most, 1 MiB counted in the tier's size, cleared after
-# a sixteenth of them are marked (65,536 misses; 6% of keys read once then pass as read twice).
+# TinyLFU's doorkeeper): 2**20 slots at most, 1 MiB counted in the tier's size, cleared once a
+# sixteenth of them are marked (65,536 keys; 6% of keys read once then pass as read twice).
 SEEN_SLOTS = 1 << 20
 # `max_inline` of a read that must not touch the network (store/guarded.py, for Redis): what the
 # memory tier does not hold raises EntryTooLarge, so the caller reads it off the event loop.
@@ -73,7 +74,8 @@ class MemoryTier:
         slots = SEEN_SLOTS
         while slots > 1024 and slots * 64 > max_bytes:
             slots //= 2
-        self._seen = bytearray(slots)  # see _admit
+        # Zeroed again by giving its pages back (see _admit): no new allocation, no holes.
+        self._seen = mmap.mmap(-1, slots, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         self._seen_left = slots // 16
         self._copies = CopyArena(max_bytes - slots)
         # One value may take a segment (a sixteenth of the tier) at most: one large body never
@@ -152,13 +154,13 @@ class MemoryTier:
 
     def _admit(self, key: str) -> bool:
         """Whether a read of `key` that memory did not answer may leave a copy: from its second
-        read within the last 65,536 misses on (see SEEN_SLOTS; a key read once, as most are
+        read within the last 65,536 keys marked on (see SEEN_SLOTS; a key read once, as most are
         under reads spread over a large store, would only push out one read again)."""
         slot = hash(key) & (len(self._seen) - 1)
         if self._seen[slot]:
             return True
         if self._seen_left == 0:
-            self._seen = bytearray(len(self._seen))  # calloc: a mapping of its own, no holes
+            self._seen.madvise(mmap.MADV_DONTNEED)  # read as zeros from now on
             self._seen_left = len(self._seen) // 16
         self._seen[slot] = 1
         self._seen_left -= 1
