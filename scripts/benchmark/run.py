@@ -32,12 +32,14 @@ BIN = Path(sys.executable).parent
 SMALL_KEYS = 10  # entries in the small stores
 NOT_CACHES = frozenset({"origin", "mitmdump"})  # no X-Cache header: no HIT % to show
 WARM_UP = 1_000  # misses before the RSS baseline of the large-store proxy
+WARM = f"after {WARM_UP:,} warm-up misses"
 # The large-store proxy's --memory-size: none (diskcache's default), so its RSS growth has no
 # tier to allow for. With a tier, set both.
 FULL_MEMORY_SIZE = "0"
 FULL_TIER_KIB = 0  # the same, in the KiB /proc reports
-# A second proxy on the same large store, with a memory tier: what the tier adds to the RSS of
-# reads spread over a store larger than it (issue 17: bounded by --memory-size).
+# A second large-store proxy, with a memory tier, taking the same misses and reads into a store
+# of its own: what the tier adds to the RSS of reads spread over a store larger than it (issue
+# 17: bounded by --memory-size).
 FULLMEM_MEMORY_SIZE = "64m"
 FULLMEM_TIER_KIB = 64 << 10
 TAG_PURGE = "tagpurge"  # --only key of the tag purge measurement (benchmark/tag_purge.py)
@@ -226,7 +228,7 @@ def server_commands(
                      "--origin", origin_url], {}),
         "proxy-nolane": (proxy("nolane", "--no-hit-lane"), {}),
         "proxy-full": (proxy("full", "--memory-size", FULL_MEMORY_SIZE), {}),
-        "proxy-fullmem": (proxy("full", "--memory-size", FULLMEM_MEMORY_SIZE), {}),
+        "proxy-fullmem": (proxy("fullmem", "--memory-size", FULLMEM_MEMORY_SIZE), {}),
         "proxy-miss": (proxy("miss"), {}),
         "proxy-mem": (proxy("mem", "--memory-size", "64m"), {}),
         "proxy-nomem": (proxy("nomem", "--memory-size", "0"), {}),
@@ -454,6 +456,30 @@ def paired(measured: list[Measured]) -> list[str]:
     return lines
 
 
+class LargeStore:
+    """A proxy whose store is filled through it (`entries` misses, after WARM_UP misses on other
+    URLs: its first requests import code and fill SQLite's bounded page cache, growth that
+    happens once, not per request), then read by the rows and walked again at the end: its RSS
+    at each stage, for the growth over requests that store and over as many hits."""
+
+    def __init__(self, server: servers.Server, runner: Runner, entries: int) -> None:
+        self.server, self.runner, self.entries = server, runner, entries
+        self.memory: dict[str, servers.Memory] = {"fresh": server.memory()}
+
+    def fill(self) -> Result:
+        self.runner.walk(self.server, "/b1k/w", WARM_UP)
+        self.memory[WARM] = self.server.memory()
+        done = self.runner.walk(self.server, "/b1k/f", self.entries)
+        self.memory["filled"] = self.server.memory()
+        return done
+
+    def walk(self) -> Result:
+        self.memory["before hit walk"] = self.server.memory()
+        done = self.runner.walk(self.server, "/b1k/f", self.entries)
+        self.memory["after hit walk"] = self.server.memory()
+        return done
+
+
 def percent_change(before: int, after: int) -> float:
     return 100 * (after - before) / before if before else 0.0
 
@@ -587,8 +613,6 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise RuntimeError(f"unknown rows in --only: {', '.join(unknown)}")
         wanted = None if only is None else {r.target for r in rows(0) if r.key in only}
-        if wanted is not None and "proxy-fullmem" in wanted:
-            wanted.add("proxy-full")  # fills the store they share
         if only is not None and TAG_PURGE in only:
             wanted = (wanted or set()) | {"redis"}
         base = base_checkout(work, args.compare) if args.compare else None
@@ -603,57 +627,33 @@ def main(argv: list[str] | None = None) -> int:
                                  cluster_url))
         prefill(started, notes)
         runner = Runner(settings)
-        # The large store is filled through a proxy warmed by 1,000 misses on other URLs (its
-        # first requests import code and fill SQLite's bounded page cache: growth that happens
-        # once, not per request), which gives the memory growth over requests that store; a walk
-        # over the same URLs at the end, after the rounds, gives the growth over as many hits.
-        # The fresh figure is printed too.
-        memory: dict[str, servers.Memory] = {}
+        # Each large-store proxy (LargeStore) is filled before the rows and walked after them.
         growth: dict[str, float] = {}
-        full = started.get("proxy-full")
-        fullmem = started.get("proxy-fullmem")
+        large = {name: LargeStore(started[name], runner, settings.entries)
+                 for name in ("proxy-full", "proxy-fullmem") if name in started}
         if only is not None and not only & {"hitfull", "hitfull10", "hitfullmem"}:
-            full = None
-        if full is None:
-            fullmem = None
-        tiered: dict[str, servers.Memory] = {}
-        if fullmem is not None:
-            tiered["fresh"] = fullmem.memory()
-            runner.walk(fullmem, "/b1k/v", WARM_UP)
-            tiered[f"after {WARM_UP:,} warm-up misses"] = fullmem.memory()
-        if full is not None:
-            memory["fresh"] = full.memory()
-            runner.walk(full, "/b1k/w", WARM_UP)
-            memory[f"after {WARM_UP:,} warm-up misses"] = warm = full.memory()
-            fill = runner.walk(full, "/b1k/f", settings.entries)
-            memory["filled"] = full.memory()
-            growth["fill"] = percent_change(warm.rss, memory["filled"].rss)
-            notes.append(f"store filled through the proxy with {settings.entries:,} misses: "
-                         f"{describe(fill)}")
+            large = {}
+        for store in large.values():
+            notes.append(f"{store.server.name}: store filled through the proxy with "
+                         f"{settings.entries:,} misses: {describe(store.fill())}")
             progress(notes[-1])
         measured = measure_rows(runner, started, only)
-        if full is not None:
-            memory["before hit walk"] = full.memory()
-            walk = runner.walk(full, "/b1k/f", settings.entries)
-            memory["after hit walk"] = full.memory()
+        for store in large.values():
+            notes.append(f"{store.server.name}: hit walk over the {settings.entries:,} stored "
+                         f"URLs: {describe(store.walk())}")
+            notes.append(f"{store.server.name}: RSS: " + "; ".join(
+                f"{stage} {value}" for stage, value in store.memory.items()))
+        if "proxy-full" in large:
+            full = large["proxy-full"].memory
+            growth["fill"] = percent_change(full[WARM].rss, full["filled"].rss)
             # A memory tier fills up to --memory-size by design: the growth is counted beyond
             # it (issue 17: RSS bounded by the tier plus today's figure).
-            growth["walk"] = percent_change(memory["before hit walk"].rss + FULL_TIER_KIB,
-                                            memory["after hit walk"].rss)
-            notes.append(f"hit walk over the {settings.entries:,} stored URLs: {describe(walk)}")
-            notes.append("RSS of the proxy with the large store: " + "; ".join(
-                f"{stage} {value}" for stage, value in memory.items()))
-        if fullmem is not None:
-            tiered["before hit walk"] = fullmem.memory()
-            walk = runner.walk(fullmem, "/b1k/f", settings.entries)
-            tiered["after hit walk"] = last = fullmem.memory()
-            # Both proxies have read the same store the same way, one with a tier.
-            growth["tier"] = (last.rss - memory["after hit walk"].rss) / 1024
-            notes.append(f"hit walk over the {settings.entries:,} stored URLs, "
-                         f"--memory-size {FULLMEM_MEMORY_SIZE}: {describe(walk)}")
-            notes.append(f"RSS of the proxy with the large store and --memory-size "
-                         f"{FULLMEM_MEMORY_SIZE}: " + "; ".join(
-                             f"{stage} {value}" for stage, value in tiered.items()))
+            growth["walk"] = percent_change(full["before hit walk"].rss + FULL_TIER_KIB,
+                                            full["after hit walk"].rss)
+            if "proxy-fullmem" in large:
+                # The same misses and reads through each, one with a tier.
+                growth["tier"] = (large["proxy-fullmem"].memory["after hit walk"].rss
+                                  - full["after hit walk"].rss) / 1024
         if "proxy" in started and any(m.row.key == "range10m" and m.results for m in measured):
             notes.append(f"RSS of the proxy (hit, range and decoding rows) after the rounds, "
                          f"32 clients reading 64 KiB ranges of a 10 MiB object among them: "
