@@ -242,7 +242,7 @@ def test_a_full_tier_holds_no_more_memory_than_its_bound(tmp_path: Path) -> None
             pages = mapped_resident(tier._copies._map)
             table = sys.getsizeof(tier._copies._index)  # a dict keeps its table when emptied
             tier.forget(tier._copies.keys())
-            tier._copies.clear()  # the keys still listed in segments go too
+            tier._copies.clear()
             gc.collect()
             freed = held - tracemalloc.get_traced_memory()[0]
         finally:

@@ -65,10 +65,12 @@ def test_a_copy_read_again_outlives_its_segment_and_one_never_read_does_not() ->
     assert arena.find("filler0") is None and arena.find("filler1999") is not None
 
 
-def test_items_over_a_segment_and_tiers_under_a_page_are_refused() -> None:
+def test_copies_over_a_segment_with_their_key_and_tiers_under_a_page_are_refused() -> None:
     arena = CopyArena(1 << 20)
-    assert not arena.put("big", bytes(arena.max_item + 1), (1, 1), 9.0)
-    assert arena.put("fits", bytes(arena.max_item), (1, 1), 9.0)
+    head = 8  # the lengths of key and bytes, before them in the segment
+    assert not arena.put("big", bytes(arena.max_item - head - 2), (1, 1), 9.0)
+    assert arena.put("fits", bytes(arena.max_item - head - 4), (1, 1), 9.0)
+    assert read_back(arena, "fits") == bytes(arena.max_item - head - 4)
     assert arena.find("big") is None and arena.held <= arena.max_bytes
     tiny = CopyArena(1_000)
     assert not tiny.put("k", b"x", (1, 1), 9.0) and not tiny.put("k", None, (1, 1), 9.0)
@@ -116,3 +118,15 @@ def test_a_tier_larger_than_the_machine_opens_and_keeps_copies() -> None:
     arena = CopyArena(4 * physical)
     assert arena.put("k", b"v" * 1_000, (1, 1), 9.0) and read_back(arena, "k") == b"v" * 1_000
     assert len(arena) == 1 and arena.held < arena.segment_size + 4096
+
+
+def test_keys_of_any_text_are_found_again_when_their_segment_is_emptied() -> None:
+    """Emptying a segment reads its keys back from it: non-ASCII keys and ones holding lone
+    surrogates (bytes decoded with surrogateescape) must come back equal, or their records
+    would stay counted for ever and the tier would refuse new copies."""
+    arena = CopyArena(256 << 10)
+    for i in range(20_000):
+        key = f"http://o:80/caf\u00e9/\U0001f600/{i}/" + b"\xff\xfe".decode("utf-8", "surrogateescape")
+        assert arena.put(key, os.urandom(100), (1, 1), 9.0), f"refused after {i} copies"
+        assert arena.held <= arena.max_bytes
+    assert len(arena) < 256 * 1024 // (RECORD_COST + 100)

@@ -10,11 +10,12 @@ bytes go at the end of the open segment; when the tier is full, the oldest segme
 whole (its copies dropped) and written again, so no hole is left behind. Segments the tier gives
 up (to its index, or on clear) go back to the kernel (MADV_DONTNEED).
 
-What is counted against `max_bytes`: every segment in use, whole; each key listed in a segment
-until that segment is emptied (a dropped or replaced copy's key stays listed); and each live
-copy's record and dict slot (RECORD_COST). Pages of a segment are resident only once written.
-A record is one packed bytes object, not a tuple of objects: fewer small objects to scatter
-over the heap among each request's short-lived ones.
+A copy's key is written into the segment too, before its bytes, so that emptying a segment
+finds its copies by reading it: no list of keys per segment keeps key objects alive on the heap
+after their copies are gone (a miss that leaves a "nothing stored" copy and drops it at once
+leaves nothing behind). What is counted against `max_bytes`: every segment in use, whole; and
+each live copy's key object and record (one packed bytes object) with its dict slot.
+Pages of a segment are resident only once written.
 
 Order out: first in, first out by segment, with a second chance: a copy read while its segment
 is among the oldest quarter is written again at the end, so a hot copy outlives its segment.
@@ -35,22 +36,27 @@ SEGMENTS = 16
 # Reserve no swap for the mapping (Linux): pages count once written, and a tier larger than the
 # machine's memory plus swap (which it may never fill) is not refused at start.
 _NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000 if sys.platform.startswith("linux") else 0)
-# A live copy's record and its dict slot, besides the key, counted with its segment: measured
-# with tracemalloc, 73 bytes for the record and 42 to 80 for the dict's table (up to 120 just
-# after it grows). tests/test_memory_tier.py checks that a full tier holds no more than its bound.
+# A live copy's record and its dict slot, besides its key object: measured with tracemalloc, 77
+# bytes for the record and 42 to 80 for the dict's table (up to 120 just after it grows).
+# tests/test_memory_tier.py checks that a full tier holds no more than its bound.
 RECORD_COST = 200
-# A key listed in a segment: the key object (sys.getsizeof) and its list slot.
-_LISTED = 8
+# Keys are any str (a URL decoded with surrogateescape too): written so that they read back.
+_KEY_CODING = ("utf-8", "surrogatepass")
 
-# A copy's record, packed: its segment, length (-1: "nothing stored"), offset, the two ints of
-# the change counters' token it was read under, and the time it expires.
-_PACKED = struct.Struct("<B3xiqQQd")
-Record = tuple[int, int, int, int, int, float]  # unpacked
+# A copy in its segment: the length of its key and of its bytes (-1: "nothing stored"), then
+# the key (UTF-8), then the bytes.
+_HEAD = struct.Struct("<Ii")
+# A copy's record, packed: its segment, length, the offset of its bytes, the two ints of the
+# change counters' token it was read under, the time it expires, and what it counts (its key
+# object and RECORD_COST).
+_PACKED = struct.Struct("<B3xiqQQdI")
+Record = tuple[int, int, int, int, int, float, int]  # unpacked
 SEGMENT: Final = 0
 LENGTH: Final = 1
 OFFSET: Final = 2
 TOKEN: Final = slice(3, 5)
 UNTIL: Final = 5
+COST: Final = 6
 
 
 class CopyArena:
@@ -71,12 +77,10 @@ class CopyArena:
                                    f"(--memory-size): {e.strerror}") from None
         self._view = memoryview(self._map)
         self._index: dict[str, bytes] = {}  # packed records
-        self._keys: list[list[str]] = [[] for _ in range(count)]  # listed in each segment
-        self._charged = [0] * count  # what its listed keys count, per segment
+        self._filled = [0] * count  # bytes written into each segment
         self._opened = [0] * count  # when each segment was last opened (see _open)
         self._order: deque[int] = deque()  # segments in use, oldest first; the open one last
         self._free = list(range(count - 1, -1, -1))
-        self._fill = 0  # bytes written into the open segment
         self._serial = 0  # segments opened so far
         self._held = 0  # what is counted against max_bytes (see the module)
 
@@ -114,36 +118,42 @@ class CopyArena:
 
     def put(self, key: str, data: bytes | None, token: object, until: float) -> bool:
         """Keep `data` (None: "nothing stored") under `key`, read under `token`, in place of any
-        copy it had; False when it is not kept: over max_item, a tier too small for one
-        segment, or a token that is not two ints (one that never equals another)."""
+        copy it had; False when it is not kept: over max_item with its key, a tier too small
+        for one segment, or a token that is not two ints (one that never equals another)."""
         self.drop(key)
-        length = -1 if data is None else len(data)
-        if length > self.segment_size or type(token) is not tuple or len(token) != 2:
+        if type(token) is not tuple or len(token) != 2:
             return False
-        listed = sys.getsizeof(key) + _LISTED
-        if not self._order or self._fill + max(length, 0) > self.segment_size:
-            if not self._open(listed):
+        name = key.encode(*_KEY_CODING)
+        length = -1 if data is None else len(data)
+        size = _HEAD.size + len(name) + max(length, 0)
+        cost = RECORD_COST + sys.getsizeof(key)
+        if size > self.segment_size:
+            return False
+        if not self._order or self._filled[self._order[-1]] + size > self.segment_size:
+            if not self._open(cost):
                 return False
         else:
-            self._make_room(listed)
-            if not self._order and not self._open(listed):  # the open segment had to go too
+            self._make_room(cost)
+            if not self._order and not self._open(cost):  # the open segment had to go too
                 return False
-        if self._held + listed + RECORD_COST > self.max_bytes:
+        if self._held + cost > self.max_bytes:
             return False
         segment = self._order[-1]
-        offset = segment * self.segment_size + self._fill
+        start = segment * self.segment_size + self._filled[segment]
+        _HEAD.pack_into(self._view, start, len(name), length)
+        offset = start + _HEAD.size + len(name)
+        self._view[start + _HEAD.size:offset] = name
         if data is not None:
             self._view[offset:offset + length] = data
-            self._fill += length
-        self._index[key] = _PACKED.pack(segment, length, offset, *token, until)
-        self._keys[segment].append(key)
-        self._charged[segment] += listed
-        self._held += listed + RECORD_COST
+        self._filled[segment] += size
+        self._index[key] = _PACKED.pack(segment, length, offset, *token, until, cost)
+        self._held += cost
         return True
 
     def drop(self, key: str) -> None:
-        if self._index.pop(key, None) is not None:
-            self._held -= RECORD_COST
+        packed = self._index.pop(key, None)
+        if packed is not None:
+            self._held -= _PACKED.unpack(packed)[COST]
 
     def clear(self) -> None:
         """Drop every copy and give every segment back to the kernel."""
@@ -152,11 +162,10 @@ class CopyArena:
 
     # -- segments ------------------------------------------------------------------------------
 
-    def _open(self, listed: int) -> bool:
-        """Make a fresh segment the open one, with room for one more copy's `listed` cost
-        (emptying the oldest segments as needed); False when even one would be over max_bytes.
-        """
-        need = self.segment_size + listed + RECORD_COST
+    def _open(self, cost: int) -> bool:
+        """Make a fresh segment the open one, with room for one more copy's `cost` (emptying
+        the oldest segments as needed); False when even one would be over max_bytes."""
+        need = self.segment_size + cost
         segment = None
         while self._order and (self._held + need > self.max_bytes or not self._free):
             segment = self._empty_oldest()
@@ -172,28 +181,30 @@ class CopyArena:
         self._serial += 1
         self._opened[segment] = self._serial
         self._held += self.segment_size
-        self._fill = 0
         return True
 
-    def _make_room(self, listed: int) -> None:
+    def _make_room(self, cost: int) -> None:
         """Empty the oldest segments (the open one last) until one more copy's cost fits."""
-        while self._order and self._held + listed + RECORD_COST > self.max_bytes:
+        while self._order and self._held + cost > self.max_bytes:
             self._release(self._empty_oldest())
 
     def _empty_oldest(self) -> int:
-        """Drop the copies of the oldest segment in use and take it out of use; its number."""
+        """Drop the copies of the oldest segment in use, read from the segment itself, and
+        take it out of use; its number."""
         segment = self._order.popleft()
-        index = self._index
-        for key in self._keys[segment]:
+        view, index, head = self._view, self._index, _HEAD.size
+        at = segment * self.segment_size
+        end = at + self._filled[segment]
+        while at < end:
+            named, length = _HEAD.unpack_from(view, at)
+            key = str(view[at + head:at + head + named], *_KEY_CODING)
             packed = index.get(key)
             if packed is not None and packed[0] == segment:  # its first byte: see _PACKED
                 del index[key]
-                self._held -= RECORD_COST
-        self._keys[segment] = []
-        self._held -= self.segment_size + self._charged[segment]
-        self._charged[segment] = 0
-        if not self._order:
-            self._fill = 0
+                self._held -= _PACKED.unpack(packed)[COST]
+            at += head + named + max(length, 0)
+        self._filled[segment] = 0
+        self._held -= self.segment_size
         return segment
 
     def _release(self, segment: int) -> None:
