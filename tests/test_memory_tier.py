@@ -263,7 +263,7 @@ import gc, os, random, sys
 sys.path[:0] = [{str(Path(__file__).parent)!r}]
 from caching_proxy.store import DiskStore
 from caching_proxy.store.memory import MemoryTier
-from support.resident import rss
+from support.load import rss_kib
 from test_disk_store import make_entry
 class Still:
     def read(self, url): return (0, 0)
@@ -272,13 +272,13 @@ entry = make_entry("http://127.0.0.1:8080/f", body=os.urandom(1024))
 rng = random.Random(1)
 passing = [None] * 200
 gc.collect()
-before = rss()
+before = rss_kib(os.getpid()) * 1024
 for i in range(100_000):
     tier._remember(f"http://127.0.0.1:8080/f{{rng.randrange(40_000)}}", (0, 0), entry, 600.0)
     passing[i % 200] = [bytes(rng.randrange(100, 4000)), str(i) * rng.randrange(1, 50)]
 passing.clear()
 gc.collect()
-print(rss() - before, tier.bytes)
+print(rss_kib(os.getpid()) * 1024 - before, tier.bytes)
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           check=True, env={"PYTHONPATH": str(Path(__file__).parent.parent /

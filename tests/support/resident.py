@@ -1,5 +1,5 @@
-"""What this process really holds in memory, read from the kernel (Linux /proc), for the tests
-that check the memory tier's bound."""
+"""Which pages of a mapping this process really holds, read from the kernel (Linux /proc), for
+the tests that check the memory tier's bound (a whole process's RSS: support.load.rss_kib)."""
 
 from __future__ import annotations
 
@@ -18,11 +18,3 @@ def mapped_resident(mapping: mmap.mmap) -> int:
     present = sum(int.from_bytes(table[i:i + 8], "little") >> 63 for i in range(0, len(table), 8))
     return present * mmap.PAGESIZE
 
-
-def rss() -> int:
-    """This process's resident set size in bytes (VmRSS)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS in /proc/self/status")

@@ -136,8 +136,6 @@ class CopyArena:
             self._make_room(cost)
             if not self._order and not self._open(cost):  # the open segment had to go too
                 return False
-        if self._held + cost > self.max_bytes:
-            return False
         segment = self._order[-1]
         start = segment * self.segment_size + self._filled[segment]
         _HEAD.pack_into(self._view, start, len(name), length)
