@@ -1,5 +1,5 @@
 """The memory tier (`--memory-size`): hot stored values kept in this process, in front of the
-store, so that a hit on them reads neither SQLite nor Redis and unpickles nothing.
+store, so that a hit on them reads neither SQLite nor Redis (it unpickles its copy, no more).
 
 It wraps a Backend (store/backend.py) and caches what `get` returns (responses and Vary
 indexes), bounded in bytes. Every other call goes through to the store unchanged. Copies are
