@@ -120,7 +120,9 @@ def test_host_header_is_the_origins(servers: tuple[Origin, Origin, Proxy]) -> No
     origin, _, proxy = servers
     path = f"/bad{next(_n)}"
     origin.route(path, 200, [("Cache-Control", "max-age=60")], b"plain")
-    for host in ("evil.example", "127.0.0.1:1", "EVIL.example.", ""):
+    for host in ("evil.example", "127.0.0.1:1", "EVIL.example."):
         assert fetch(proxy.url + path, headers={"Host": host}).body == b"plain"
+    # An empty Host is refused (RFC 9112 3.2), before anything is looked up or forwarded.
+    assert fetch(proxy.url + path, headers={"Host": ""}).status == 400
     assert {s.header("Host") for s in origin.requests_for(path)} == {f"127.0.0.1:{origin.port}"}
     assert origin.count(path) == 1

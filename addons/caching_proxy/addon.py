@@ -64,6 +64,12 @@ class CacheAddon:
         opts.declare(loader)
 
     def configure(self, updated: set[str]) -> None:
+        if ctx.options.keep_host_header:
+            # The key names the origin, not the client's Host: forwarding that Host would let
+            # one client's Host choose the answer stored for everyone.
+            raise exceptions.OptionsError(
+                "keep_host_header is not supported: the cache key does not hold the client's "
+                "Host, so one client could choose what every client is served")
         try:
             self.shared.settings = Settings.from_options(ctx.options)
             key = (ctx.options.cache_store or ctx.options.cache_dir, opts.size_limit(ctx.options),

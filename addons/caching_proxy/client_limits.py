@@ -41,6 +41,7 @@ from mitmproxy.addonmanager import Loader
 
 from caching_proxy import internals, option_values
 from caching_proxy import options as opts
+from caching_proxy.fail_closed import fail_closed
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ class ClientLimits:
 
     # -- hooks ----------------------------------------------------------------------------------
 
+    @fail_closed
     def client_connected(self, client: connection.Client) -> None:
         if self._limit and len(self._held) >= self._limit:
             client.error = "too many client connections"

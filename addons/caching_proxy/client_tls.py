@@ -25,6 +25,8 @@ from mitmproxy import ctx, exceptions, http, tls
 from mitmproxy.addonmanager import Loader
 
 from caching_proxy import options as opts
+from caching_proxy.fail_closed import fail_closed
+from caching_proxy.refusals import refusal_response
 
 
 def load_pair(cert_file: str, key_file: str) -> bytes:
@@ -111,11 +113,10 @@ class ClientTls:
             # client's `alpn`, set before the handshake, is what TlsConfig's ALPN callback picks.
             client.alpn = b"h2"
 
+    @fail_closed
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         if self._on and not flow.client_conn.tls_established and flow.response is None:
-            flow.response = http.Response.make(
-                400, b"400 Bad Request: plain HTTP sent to the HTTPS port\n",
-                {"Content-Type": "text/plain; charset=utf-8", "Connection": "close"})
+            flow.response = refusal_response(400, "plain HTTP sent to the HTTPS port")
 
     def done(self) -> None:
         if self._folder is not None:

@@ -49,6 +49,8 @@ from mitmproxy.proxy.layers import http as http_layers
 from mitmproxy.proxy.layers.http._http1 import Http1Server
 from mitmproxy.proxy.mode_specs import ReverseMode
 
+from caching_proxy.client_http1 import REQUEST_LINE
+from caching_proxy.guard import head_refusal
 from caching_proxy.hook_table import HookTable, call_each
 from caching_proxy.reuse import Reuse
 
@@ -73,12 +75,16 @@ def read_head(head: bytes, validate_headers: bool) -> http.Request | None:
     lf = head.count(b"\n")
     if head.count(b"\r") != lf or head.count(b"\r\n") != lf:
         return None  # a bare CR or LF: the line ends are mitmproxy's to read
+    if not REQUEST_LINE.match(head):
+        return None  # mitmproxy's parser takes any whitespace: refused there (client_http1)
     try:
         request = http1.read_request_head(head[:-4].split(b"\r\n"))
     except ValueError:
         return None
-    if (request.method not in ("GET", "HEAD") or request.http_version not in HTTP1
-            or request.authority or not request.data.path.startswith(b"/")):
+    # The raw method: mitmproxy upper-cases `method`, and `get` is not GET (the guard's 400).
+    if (request.data.method not in (b"GET", b"HEAD") or request.http_version not in HTTP1
+            or request.authority or not request.data.path.startswith(b"/")
+            or head_refusal(request) is not None):
         return None
     for name, _ in request.headers.fields:
         if name.lower() in NOT_FOR_LANE:
@@ -230,6 +236,10 @@ class LaneReader:
         return data[pos:]
 
     async def _answer(self, head: bytes) -> int:
+        if self._io.writer.transport.is_closing():
+            # The client is gone (a reset seen on an earlier write): answers to the rest of
+            # what it pipelined would be neither sent nor worth logging and counting as sent.
+            return CLOSE
         lane = self._lane
         request = lane.request_of(head)
         if request is None:

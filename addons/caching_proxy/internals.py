@@ -188,7 +188,7 @@ def problems() -> list[str]:
     module = _error_page_module()
     if module is None:
         return [f"module {ERROR_PAGE_MODULE} is gone", *_connection_problems(),
-                *_origin_http1_problems()]
+                *_origin_http1_problems(), *_client_http1_problems()]
     page = getattr(module, ERROR_PAGE_FUNCTION, None)
     if not callable(page):
         found.append(f"{ERROR_PAGE_MODULE}.{ERROR_PAGE_FUNCTION} is gone")
@@ -199,17 +199,25 @@ def problems() -> list[str]:
                          "is no longer (status_code, message='')")
     server = getattr(module, "Http1Server", None)
     for method in ERROR_PAGE_CALLERS:
-        code = getattr(getattr(server, method, None), "__code__", None)
+        func = getattr(server, method, None)
+        # client_http1 wraps read_headers: what calls the page is the function it wraps.
+        code = getattr(getattr(func, "_caching_proxy_original", func), "__code__", None)
         if code is None or ERROR_PAGE_FUNCTION not in code.co_names:
             found.append(f"{ERROR_PAGE_MODULE}.Http1Server.{method} no longer calls the module's "
                          f"{ERROR_PAGE_FUNCTION}: replacing it changes no error page")
-    return found + _connection_problems() + _origin_http1_problems()
+    return (found + _connection_problems() + _origin_http1_problems() + _client_http1_problems())
 
 
 def _origin_http1_problems() -> list[str]:
     from caching_proxy import origin_http1
 
     return origin_http1.problems()
+
+
+def _client_http1_problems() -> list[str]:
+    from caching_proxy import client_http1
+
+    return client_http1.problems()
 
 
 def _connection_problems() -> list[str]:

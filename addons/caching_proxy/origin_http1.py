@@ -43,6 +43,7 @@ from mitmproxy.connection import ConnectionState
 from mitmproxy.net.http import http1
 from mitmproxy.proxy import commands, events
 
+from caching_proxy import hop_by_hop
 from caching_proxy.origin_retry import DeadConnection, may_retry
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,7 @@ def _forward_interim(self: Any, interim: Any) -> Gen:
     from mitmproxy.proxy.layers.http._events import ResponseHeaders
 
     client = self.context.client
+    hop_by_hop.strip(interim.headers)  # RFC 9110 7.6.1, as for a final response (guard.py)
     where = interim_destination(interim.status_code, self.request.http_version, client.alpn)
     if where == "http1":
         if client.state & ConnectionState.CAN_WRITE:

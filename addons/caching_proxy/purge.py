@@ -22,6 +22,7 @@ from fnmatch import fnmatchcase
 from mitmproxy import http
 
 from caching_proxy.addon import CacheAddon
+from caching_proxy.fail_closed import fail_closed
 from caching_proxy.keys import origin_of, request_key, target_of, url_key
 from caching_proxy.policy.tags import parse_tags
 from caching_proxy.store import Store
@@ -31,6 +32,7 @@ from caching_proxy.store.layout import tag_group
 log = logging.getLogger(__name__)
 
 SECRET_FIELD = "X-Purge-Secret"
+SECRET_FIELD_BYTES = SECRET_FIELD.lower().encode()
 # Fastly's: a PURGE with Surrogate-Key purges those tags; Fastly-Soft-Purge: 1 marks stale.
 TAGS_FIELD = "Surrogate-Key"
 SOFT_FIELD = "Fastly-Soft-Purge"
@@ -46,12 +48,21 @@ def is_loopback(peer_host: str) -> bool:
     return address.is_loopback
 
 
-def purge_allowed(peer_host: str, presented_secret: str | None, secret: str) -> bool:
-    """Whether a PURGE from `peer_host`, carrying `presented_secret`, may remove responses."""
+def purge_allowed(peer_host: str, presented_secret: bytes | str | None, secret: str) -> bool:
+    """Whether a PURGE from `peer_host`, carrying `presented_secret` (the field's raw bytes),
+    may remove responses. Compared as bytes, so no spelling of the field can raise here."""
     if secret:
+        if isinstance(presented_secret, str):
+            presented_secret = presented_secret.encode("utf-8", "surrogateescape")
         return presented_secret is not None and hmac.compare_digest(
-            presented_secret.encode(), secret.encode())
+            presented_secret, secret.encode("utf-8", "surrogateescape"))
     return is_loopback(peer_host)
+
+
+def presented_secret(request: http.Request) -> bytes | None:
+    """The one X-Purge-Secret field's raw value; None when absent or sent more than once."""
+    values = [v for k, v in request.headers.fields if k.lower() == SECRET_FIELD_BYTES]
+    return values[0].strip(b" \t") if len(values) == 1 else None
 
 
 def key_of(url: str) -> str:
@@ -130,14 +141,14 @@ class Purge:
     def __init__(self, cache: CacheAddon) -> None:
         self.cache = cache
 
+    @fail_closed
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.request.method != "PURGE" or flow.response is not None:
             return
         from mitmproxy import ctx
 
         peer = flow.client_conn.peername[0] if flow.client_conn.peername else ""
-        secret = flow.request.headers.get(SECRET_FIELD)
-        if not purge_allowed(peer, secret, ctx.options.cache_purge_secret):
+        if not purge_allowed(peer, presented_secret(flow.request), ctx.options.cache_purge_secret):
             log.warning(f"caching-proxy: PURGE from {peer} refused")
             flow.response = answer(
                 403, b"403 Forbidden: PURGE is allowed from loopback or with the purge secret\n")

@@ -53,6 +53,8 @@ class Origin:
         self.routes: dict[str, Handler] = {}
         self.counts: Counter[str] = Counter()
         self.seen: list[Seen] = []
+        # Every request line parsed, methods it has no handler for (a 501) included.
+        self.request_lines: list[str] = []
         self.lock = threading.Lock()
         origin = self
 
@@ -61,6 +63,13 @@ class Origin:
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
+
+            def parse_request(self) -> bool:
+                parsed = super().parse_request()
+                if parsed:
+                    with origin.lock:
+                        origin.request_lines.append(self.requestline)
+                return parsed
 
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)

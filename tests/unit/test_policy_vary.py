@@ -65,15 +65,26 @@ def test_whitespace_around_parameters() -> None:
     assert quoted == ('text/x; a="1 ; 2"',)
 
 
-def test_weighted_fields_ignore_the_order_of_equal_weights() -> None:
-    # RFC 9110 12.4.2: the weight says the preference, not the order (vary-normalise-lang-order).
-    a = vary_key(("accept-language",), [("Accept-Language", "en, fr")])
-    b = vary_key(("accept-language",), [("Accept-Language", "fr, EN")])
-    c = vary_key(("accept-language",), [("Accept-Language", " en ,   fr")])
-    assert a == b == c == ("en,fr",)
+def test_equal_weights_keep_the_clients_order_of_languages_and_charsets() -> None:
+    # RFC 4647 2.3: within one weight the order of language ranges is the client's preference,
+    # so `fr, de` is not `de, fr` (which the suite's optimal vary-normalise-lang-order merges).
+    a = vary_key(("accept-language",), [("Accept-Language", "fr, de")])
+    assert a == ("fr,de",)
+    assert a != vary_key(("accept-language",), [("Accept-Language", "de, fr")])
+    assert a == vary_key(("accept-language",), [("Accept-Language", " FR ,   de")])
+    assert vary_key(("accept-charset",), [("Accept-Charset", "utf-8, iso-8859-1")]) != vary_key(
+        ("accept-charset",), [("Accept-Charset", "iso-8859-1, utf-8")])
+    # Weights still order them, and are written one way.
     weighted = vary_key(("accept-language",), [("Accept-Language", "fr;q=0.5, en")])
     assert weighted == ("en,fr;q=0.5",)
+    assert weighted == vary_key(("accept-language",), [("Accept-Language", "en, fr;q=0.50")])
     assert weighted != vary_key(("accept-language",), [("Accept-Language", "en;q=0.5, fr")])
+
+
+def test_equal_weights_of_content_codings_say_nothing() -> None:
+    # RFC 9110 12.5.3: codings of one weight are equally acceptable, in any order.
+    assert vary_key(("accept-encoding",), [("Accept-Encoding", "gzip, br")]) == vary_key(
+        ("accept-encoding",), [("Accept-Encoding", "BR,gzip")]) == ("br,gzip",)
     # Accept is not reordered: media ranges of one weight may still differ by specificity.
     assert vary_key(("accept",), [("Accept", "a/b, c/d")]) != vary_key(
         ("accept",), [("Accept", "c/d, a/b")])

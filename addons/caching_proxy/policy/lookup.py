@@ -29,11 +29,12 @@ CONDITIONAL_REQUEST_FIELDS = frozenset(
 # reflects one without `Vary` would have the answer stored for everyone under the plain URL (the
 # classic unkeyed-header poisoning), so requests carrying one pass: forwarded as sent, answered
 # by the origin, never looked up or stored. X-Forwarded-For/-Proto stay usable: nearly every load
-# balancer sets them.
+# balancer sets them. `Forwarded` (RFC 7239) carries host= and proto= as well. Names are matched
+# with `_` read as `-`, as WSGI and CGI servers read them (the guard also drops such fields).
 UNKEYED_OVERRIDE_FIELDS = frozenset({
-    "x-forwarded-host", "x-forwarded-server", "x-forwarded-scheme", "x-host", "x-original-host",
-    "x-original-url", "x-rewrite-url", "x-http-method-override", "x-http-method",
-    "x-method-override",
+    "x-forwarded-host", "x-forwarded-server", "x-forwarded-scheme", "x-forwarded-prefix",
+    "x-forwarded-port", "forwarded", "x-host", "x-original-host", "x-original-url",
+    "x-rewrite-url", "x-http-method-override", "x-http-method", "x-method-override",
 })
 
 
@@ -163,7 +164,7 @@ def bypass_reason(method: str, request_headers: Headers, config: CacheConfig) ->
         # Preconditions a cache would have to evaluate itself (RFC 9110 13.2); rare on GET, so
         # they pass to the origin, which knows the current state.
         return "precondition"
-    if any(k.lower() in UNKEYED_OVERRIDE_FIELDS for k, _ in request_headers):
+    if any(k.lower().replace("_", "-") in UNKEYED_OVERRIDE_FIELDS for k, _ in request_headers):
         return "unkeyed"
     return None
 

@@ -69,7 +69,7 @@ class StoreDecision:
     store: bool
     # "stored" when store is True; else one of: "method", "incomplete", "range", "status",
     # "no-store", "private", "authorization", "vary-star", "cookie", "set-cookie", "no-cache",
-    # "zero-ttl".
+    # "zero-ttl", "transfer-coding".
     reason: str
     meta: StoredMeta | None  # set when store is True
 
@@ -101,6 +101,11 @@ def decide_store(
     # RFC 9111 3: a final status, never 206 (partial, 3.3) or 304 (it freshens, validation.py).
     if not 200 <= status <= 599 or status in (206, 304):
         return _no("status")
+    # RFC 9112 6.1: a transfer coding other than chunked (`gzip, chunked`) is part of how this
+    # message travelled; mitmproxy undoes only chunked, so the stored body would be served coded
+    # with nothing saying so. Passed on as it came, never stored.
+    if any(c.lower() != "chunked" for c in field_values(response_headers, "transfer-encoding")):
+        return _no("transfer-coding")
     # 5.2.1.5: request no-store forbids storing the response too.
     if parse_request_directives(request_headers).no_store:
         return _no("no-store")

@@ -15,9 +15,12 @@ ABSENT = "\x00absent"
 # (8.3.2), language ranges (RFC 4647 2), and parameter names/q-values. Not Accept: media type
 # parameter values can be case-sensitive.
 _CASE_INSENSITIVE = frozenset({"accept-charset", "accept-encoding", "accept-language"})
-# Fields whose elements are weighted (RFC 9110 12.4.2): the order of elements of one weight
-# says nothing, so they are sorted, by weight then by value, with the weight written one way.
+# Fields whose elements are weighted (RFC 9110 12.4.2): sorted by weight, the weight written
+# one way. Within one weight, the order of content codings says nothing (RFC 9110 12.5.3), so
+# they are sorted by value too; the order of languages and charsets is the client's
+# preference (RFC 4647 2.3: `fr, de` is not `de, fr`), so it is kept.
 _WEIGHTED = frozenset({"accept-charset", "accept-encoding", "accept-language"})
+_UNORDERED = frozenset({"accept-encoding"})
 # Fields that are not #lists although their values may contain commas.
 _NOT_LISTS = frozenset({"cookie", "content-type", "date", "if-modified-since", "if-range",
                         "if-unmodified-since", "referer", "user-agent"})
@@ -40,13 +43,14 @@ def _normalize(name: str, lines: list[str]) -> str:
     if name in _CASE_INSENSITIVE:
         elements = [e.lower() for e in elements]
     if name in _WEIGHTED:
-        elements = _by_weight(elements)
+        elements = _by_weight(elements, by_value=name in _UNORDERED)
     return ",".join(elements)
 
 
-def _by_weight(elements: list[str]) -> list[str]:
-    """Elements sorted by weight (highest first) then value; `q=1` dropped, others written
-    without trailing zeros (`q=0.50` is `q=0.5`)."""
+def _by_weight(elements: list[str], by_value: bool) -> list[str]:
+    """Elements sorted by weight (highest first), then by value where `by_value` (else in the
+    order sent: the sort is stable); `q=1` dropped, others written without trailing zeros
+    (`q=0.50` is `q=0.5`)."""
     weighted: list[tuple[float, str]] = []
     for element in elements:
         match = _QVALUE.search(element)
@@ -60,7 +64,9 @@ def _by_weight(elements: list[str]) -> list[str]:
             continue
         bare = element[:match.start()]
         weighted.append((q, bare if q == 1 else f"{bare};q={q:.3f}".rstrip("0").rstrip(".")))
-    return [e for _, e in sorted(weighted, key=lambda w: (-w[0], w[1]))]
+    if by_value:
+        return [e for _, e in sorted(weighted, key=lambda w: (-w[0], w[1]))]
+    return [e for _, e in sorted(weighted, key=lambda w: -w[0])]
 
 
 def vary_key(vary: Sequence[str], request_headers: Headers) -> tuple[str, ...]:
