@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from support.client import fetch
-from support.origin import Origin
+from support.origin import Origin, free_port
 from support.proxy import ROOT, Proxy, cli
 
 
@@ -38,6 +38,16 @@ def test_bad_options_exit_2_with_one_line(args: list[str], message: str, tmp_pat
     assert len(lines) == 1, result.stderr
     assert message in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_keep_host_header_is_refused(tmp_path: Path) -> None:
+    """Host is not in the cache key: forwarding the client's would let it poison any entry."""
+    result = cli("--port", str(free_port()), "--origin", "http://127.0.0.1:9", "--cache-dir",
+                 str(tmp_path / "c"), "--set", "keep_host_header=true", timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "caching-proxy: error: keep_host_header is not supported: the cache key does not hold "
+        "the client's Host, so one client could choose what every client is served")
 
 
 def test_port_in_use_exits_2(tmp_path: Path) -> None:

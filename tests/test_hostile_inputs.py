@@ -18,6 +18,7 @@ import contextlib
 import socket
 import ssl
 import struct
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ import pytest
 from support.certs import Certs, make_certs
 from support.client import fetch
 from support.h2_client import H2Answer, h2_request
+from support.load import rss_kib
 from support.origin import Origin, Reply, Seen
 from support.proxy import Proxy
 
@@ -427,3 +429,60 @@ def test_a_reset_connection_is_not_answered_logged_or_counted(
     assert not any("socket.send() raised" in line for line in out), out[-3:]
     assert sum(path in line and "HIT" in line for line in out) < 2000
     assert fetch(proxy.url + path).x_cache == "HIT"
+
+
+def test_endless_heads_take_no_memory(proxies: dict[str, Proxy]) -> None:
+    """2. 20 connections each sending 50 MiB of a head that never ends: each is answered 431
+    and closed after the guard's limit, and the proxy grows less than 8 MiB (mitmproxy alone
+    buffered them all: 400 MiB took a process from 66 to 834 MiB)."""
+    proxy = proxies["lane"]
+    assert proxy.proc is not None
+    fetch(proxy.url + "/warm-up")
+    base = rss_kib(proxy.proc.pid)
+    peak = [base]
+    sending = threading.Event()
+    sending.set()
+
+    def sample() -> None:
+        while sending.is_set():
+            peak[0] = max(peak[0], rss_kib(proxy.proc.pid))  # type: ignore[union-attr]
+            time.sleep(0.02)
+
+    line = b"X-Filler: " + b"a" * 1000 + b"\r\n"
+    chunk = line * 64
+    results: list[tuple[int, bytes]] = []
+
+    def flood() -> None:
+        sent, answer = 0, b""
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as s:
+            try:
+                s.sendall(b"GET /flood HTTP/1.1\r\nHost: x\r\n")
+                while sent < 50 * 1024 * 1024:
+                    s.sendall(chunk)
+                    sent += len(chunk)
+            except OSError:
+                pass
+            with contextlib.suppress(OSError):
+                answer = s.recv(4096)
+        results.append((sent, answer))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    floods = [threading.Thread(target=flood) for _ in range(20)]
+    for t in floods:
+        t.start()
+    for t in floods:
+        t.join(60)
+    sending.clear()
+    sampler.join()
+    assert len(results) == 20
+    for sent, answer in results:
+        assert sent < 8 * 1024 * 1024, sent  # refused long before the 50 MiB
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 431 "), answer[:80]
+    assert any(answer.startswith(b"HTTP/1.1 431 ") for _, answer in results)
+    growth_mib = (peak[0] - base) / 1024
+    print(f"RSS {base / 1024:.1f} MiB, peak +{growth_mib:.2f} MiB; sent per connection before "
+          f"the refusal: {sorted(sent for sent, _ in results)[len(results) // 2] / 1024:.0f} KiB "
+          "(median)")
+    assert growth_mib < 8, growth_mib
+    assert fetch(proxy.url + "/after-flood").status == 404  # the origin's: still serving

@@ -6,6 +6,10 @@ up a request). It listens on 127.0.0.1; `--admin-host` may widen that only toget
 `--purge-secret`, which every request must then present as `Authorization: Bearer SECRET`
 (401 without it, 403 with another). With `--workers N` the first worker serves it; purges work
 on the shared store, so every worker (and every instance on the same Redis) sees them at once.
+With or without a secret, a request must name this server in Host (421), carry no foreign
+Origin (403) and send a POST as Content-Type: application/json (415): a web page can then
+neither change the store nor, by DNS rebinding, read it. Timeouts and a connection cap bound
+what hostile clients can hold (admin_http.py).
 
 Endpoints: GET /stats, GET /entries?prefix=&tag=&limit=&cursor=, POST /purge, POST /clear,
 GET /metrics (Prometheus text). Errors are JSON objects {"error": "..."} with a fitting status.
@@ -19,7 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -31,6 +35,7 @@ if TYPE_CHECKING:
 
 from caching_proxy import workers
 from caching_proxy.addon import CacheAddon
+from caching_proxy.admin_http import JSON, ApiError, BoundedServer, GuardedHandler, json_error
 from caching_proxy.keys import target_of
 from caching_proxy.policy.freshness import current_age
 from caching_proxy.purge import is_loopback, prefix_glob, remove, remove_tags
@@ -46,13 +51,6 @@ PURGE_TARGETS = ("url", "prefix", "glob", "tags")
 READ_BATCH = 200
 ROUTES = {"/stats": "GET", "/entries": "GET", "/metrics": "GET", "/purge": "POST",
           "/clear": "POST"}
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.headers = headers or {}
 
 
 def parse_body(raw: bytes, allowed: tuple[str, ...]) -> dict[str, Any]:
@@ -159,19 +157,20 @@ def entries_page(store: Store, query: dict[str, list[str]], now: float) -> dict[
     return {"entries": rows, "next_cursor": None}
 
 
-class AdminServer(ThreadingHTTPServer):
-    daemon_threads = True
-    # Set by Admin before serving.
-    store_of: Callable[[], Store | None]
-    secret: str
-    origin: str | None
-    metrics: CollectorRegistry | None
+class AdminServer(BoundedServer):
+    def __init__(self, address: tuple[str, int], *, store_of: Callable[[], Store | None],
+                 secret: str, origin: str | None, metrics: CollectorRegistry | None,
+                 handler: type[BaseHTTPRequestHandler] | None = None) -> None:
+        super().__init__(address, handler or Handler, admin_host=address[0])
+        self.store_of = store_of
+        self.secret = secret
+        self.origin = origin
+        self.metrics = metrics
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(GuardedHandler):
     server: AdminServer
     server_version = "caching-proxy-admin"
-    protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("caching-proxy admin: " + format % args)
@@ -195,22 +194,26 @@ class Handler(BaseHTTPRequestHandler):
         self._handle("PATCH")
 
     def _handle(self, method: str) -> None:
+        headers: dict[str, str] = {}
         try:
             status, payload, content_type = self._route(method)
-            self._send(status, payload, content_type)
         except ApiError as e:
-            self._send(e.status, json.dumps({"error": str(e)}).encode(), "application/json",
-                       e.headers)
+            status, payload, content_type, headers = e.status, json_error(str(e)), JSON, e.headers
         except STORE_ERRORS as e:
-            self._send(503, json.dumps({"error": f"cache store unavailable: {e}"}).encode(),
-                       "application/json")
+            status, payload, content_type = 503, json_error(f"cache store unavailable: {e}"), JSON
         except Exception as e:  # a bug must not kill the admin thread; say what went wrong
             log.warning(f"caching-proxy admin: {method} {self.path} failed: {e!r}")
-            self._send(500, json.dumps({"error": f"internal error: {e}"}).encode(),
-                       "application/json")
+            status, payload, content_type = 500, json_error(f"internal error: {e}"), JSON
+        if not self.body_read and self.has_body():
+            # Its unread body would be read as the next request: a refused request could carry
+            # one past the checks in it.
+            self.close_connection = True
+        # Outside the try: STORE_ERRORS has OSError, and a client gone is no store failure.
+        self.answer(status, payload, content_type, headers)
 
     def _route(self, method: str) -> tuple[int, bytes, str]:
-        self._authorize()
+        self.checked(self.check_safety)  # before anything else, with or without a secret
+        self.checked(self._authorize)
         parts = urlsplit(self.path)
         expected = ROUTES.get(parts.path)
         if expected is None:
@@ -218,7 +221,7 @@ class Handler(BaseHTTPRequestHandler):
                            f"{', '.join(sorted(ROUTES))})")
         if method != expected and not (method == "HEAD" and expected == "GET"):
             raise ApiError(405, f"{parts.path} takes {expected}", {"Allow": expected})
-        raw = self._body()
+        raw = self.read_body(MAX_BODY)
         store = self.server.store_of()
         if parts.path == "/metrics":
             registry = self.server.metrics
@@ -249,37 +252,17 @@ class Handler(BaseHTTPRequestHandler):
             if not is_loopback(self.client_address[0]):
                 raise ApiError(403, "the admin API answers loopback only without a secret")
             return
-        given = self.headers.get("Authorization", "")
-        scheme, _, token = given.partition(" ")
+        given = self.headers.get_all("Authorization") or []
+        scheme, _, token = (given[0] if len(given) == 1 else "").partition(" ")
+        token = token.strip(" \t")
         if scheme.lower() != "bearer" or not token:
             raise ApiError(401, "send Authorization: Bearer <the purge secret>",
                            {"WWW-Authenticate": 'Bearer realm="caching-proxy"'})
-        if not hmac.compare_digest(token.strip().encode(), secret.encode()):
+        # Raw bytes on both sides: the header was decoded as latin-1, so this gives back what
+        # was sent, whatever it is; the secret may be any text (argv's bytes surrogate-escaped).
+        if not hmac.compare_digest(token.encode("latin-1"),
+                                   secret.encode("utf-8", "surrogateescape")):
             raise ApiError(403, "wrong secret")
-
-    def _body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding"):
-            raise ApiError(411, "send the body with a Content-Length")
-        length_field = self.headers.get("Content-Length", "0").strip() or "0"
-        if not length_field.isdigit():
-            raise ApiError(400, "bad Content-Length")
-        length = int(length_field)
-        if length > MAX_BODY:
-            self.close_connection = True  # the body is not read
-            raise ApiError(413, f"the body is over {MAX_BODY // 1024} KiB")
-        return self.rfile.read(length) if length else b""
-
-    def _send(self, status: int, payload: bytes, content_type: str,
-              headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        self.send_header("Cache-Control", "no-store")
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(payload)
 
 
 class Admin:
@@ -307,17 +290,16 @@ class Admin:
         worker = workers.worker_number()
         if not port or (worker is not None and worker[0] != 1):
             return
+        from caching_proxy.commands import reverse_origin
+
         try:
-            server = AdminServer((host, port), Handler)
+            server = AdminServer(
+                (host, port), store_of=lambda: self.cache.store, secret=secret,
+                origin=reverse_origin(),
+                metrics=None if self.metrics is None else self.metrics.registry)
         except OSError as e:
             raise exceptions.OptionsError(
                 f"cannot serve the admin API on {host}:{port}: {e.strerror or e}") from e
-        from caching_proxy.commands import reverse_origin
-
-        server.store_of = lambda: self.cache.store
-        server.secret = secret
-        server.origin = reverse_origin()
-        server.metrics = None if self.metrics is None else self.metrics.registry
         if self.metrics is not None:
             self.metrics.admin_serves = True
         self.server = server
