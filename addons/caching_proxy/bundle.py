@@ -6,7 +6,7 @@ mitmproxy user gets the same proxy as the CLI.
 
 from __future__ import annotations
 
-from caching_proxy import client_http1, origin_http1
+from caching_proxy import client_http1, http2_server, origin_http1
 from caching_proxy.access_log import AccessLog
 from caching_proxy.addon import CacheAddon
 from caching_proxy.admin import Admin
@@ -28,6 +28,7 @@ def addons(marks: bool = True) -> list[object]:
     # mitmproxy's HTTP/1 origin side, extended before any connection (interim responses, one
     # retry on a dead reused connection); both the runner and `mitmdump -s` come through here.
     origin_http1.install()
+    http2_server.install()
     # Its client side: bounded heads, strict request lines, half-closed clients answered.
     client_http1.install()
     # Order matters within a hook: addons that refuse or answer a request (guards, PURGE) come

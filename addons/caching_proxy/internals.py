@@ -188,7 +188,7 @@ def problems() -> list[str]:
     module = _error_page_module()
     if module is None:
         return [f"module {ERROR_PAGE_MODULE} is gone", *_connection_problems(),
-                *_origin_http1_problems(), *_client_http1_problems()]
+                *_origin_http1_problems(), *_client_http1_problems(), *_http2_server_problems()]
     page = getattr(module, ERROR_PAGE_FUNCTION, None)
     if not callable(page):
         found.append(f"{ERROR_PAGE_MODULE}.{ERROR_PAGE_FUNCTION} is gone")
@@ -205,7 +205,8 @@ def problems() -> list[str]:
         if code is None or ERROR_PAGE_FUNCTION not in code.co_names:
             found.append(f"{ERROR_PAGE_MODULE}.Http1Server.{method} no longer calls the module's "
                          f"{ERROR_PAGE_FUNCTION}: replacing it changes no error page")
-    return (found + _connection_problems() + _origin_http1_problems() + _client_http1_problems())
+    return (found + _connection_problems() + _origin_http1_problems() + _client_http1_problems()
+            + _http2_server_problems())
 
 
 def _origin_http1_problems() -> list[str]:
@@ -218,6 +219,12 @@ def _client_http1_problems() -> list[str]:
     from caching_proxy import client_http1
 
     return client_http1.problems()
+
+
+def _http2_server_problems() -> list[str]:
+    from caching_proxy import http2_server
+
+    return http2_server.problems()
 
 
 def _connection_problems() -> list[str]:
