@@ -5,8 +5,8 @@ without installation. Options: `--set cache_dir=...`, `--set cache_default_ttl=.
 `mitmdump -s addons/cache.py --options`).
 """
 
-from caching_proxy import error_page
 from caching_proxy.bundle import addons as caching_proxy_addons
+from caching_proxy.mitm import error_page
 
 error_page.install()
 

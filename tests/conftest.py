@@ -12,10 +12,11 @@ import pytest
 import redis
 
 from caching_proxy.store import DiskStore, Store
-from caching_proxy.store.redis_store import RedisStore
+from caching_proxy.store.redis.store import RedisStore
 from support.origin import Origin
 from support.proxy import Proxy
 from support.redis_server import RedisServer
+from support.tls_origin import tls_origin  # noqa: F401 - a fixture: an HTTPS origin
 
 _paths = itertools.count()
 

@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 
-from caching_proxy.admin import AdminServer, Handler
-from caching_proxy.admin_http import MAX_CONNECTIONS
+from caching_proxy.ops.admin import AdminServer, Handler
+from caching_proxy.ops.admin_http import MAX_CONNECTIONS
 from caching_proxy.store import DiskStore
 from support.client import Response, fetch, raw_request
 from support.origin import Origin, free_port

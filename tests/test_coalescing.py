@@ -9,7 +9,7 @@ from pathlib import Path
 from support.client import Response, fetch
 from support.origin import Origin, Reply, Seen
 from support.proxy import Proxy
-from test_workers import listening_sockets
+from support.sockets import listening_sockets
 
 
 def fetch_all(url: str, n: int) -> list[Response]:

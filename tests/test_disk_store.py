@@ -5,24 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from caching_proxy.entry import Entry
-from caching_proxy.policy import CacheConfig, decide_store
 from caching_proxy.store import DiskStore
-from caching_proxy.store.disk import RECENCY_BUDGET
-
-
-def make_entry(url: str, body: bytes = b"x", vary: str | None = None, value: str = "") -> Entry:
-    headers = [("Cache-Control", "max-age=60"), ("Content-Length", str(len(body)))]
-    if vary:
-        headers.append(("Vary", vary))
-    now = time.time()
-    request = [(vary, value)] if vary else []
-    decision = decide_store("GET", 200, request, headers, now, now, CacheConfig())
-    assert decision.meta is not None
-    values = (value,) if vary else ()
-    return Entry(url=url, status=200, reason=b"OK", headers=tuple(
-        (k.encode(), v.encode()) for k, v in headers), body=body, meta=decision.meta,
-        vary_values=values)
+from caching_proxy.store.disk.store import RECENCY_BUDGET
+from support.entries import make_entry
 
 
 def test_variants_entries_and_delete_matching(tmp_path: Path) -> None:
@@ -86,7 +71,7 @@ def test_large_entries_raw_body_files_and_max_inline(tmp_path: Path) -> None:
     import diskcache
     import pytest
 
-    from caching_proxy.store.disk import EntryTooLarge
+    from caching_proxy.store.disk.store import EntryTooLarge
 
     store = DiskStore(str(tmp_path))
     body = bytes(range(256)) * 4096  # 1 MiB, in a file of its own
@@ -152,7 +137,7 @@ def test_recency_writes_are_budgeted_and_the_rest_noted_at_a_later_read(tmp_path
 
 
 def test_a_large_body_is_read_back_as_a_view_of_its_mapped_file(tmp_path: Path) -> None:
-    from caching_proxy.store.diskcache_adapter import MAP_BODY_BYTES
+    from caching_proxy.store.disk.adapter import MAP_BODY_BYTES
 
     store = DiskStore(str(tmp_path))
     body = bytes(range(256)) * (MAP_BODY_BYTES // 256 + 3)

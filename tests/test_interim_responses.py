@@ -134,7 +134,7 @@ def test_a_background_refresh_skips_interim_responses(origin: ScriptedOrigin) ->
     # take the 103 for the answer.
     from mitmproxy import http
 
-    from caching_proxy import refresh
+    from caching_proxy.cache import refresh
 
     request = http.Request.make("GET", f"{origin.url}/hints-refresh", headers={"Host": "origin"})
     response = refresh.fetch(request, timeout=5, max_size=1000, context=None)

@@ -11,14 +11,14 @@ import subprocess
 import sys
 import time
 import tracemalloc
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from caching_proxy.store import DiskStore, Store
-from caching_proxy.store.memory import MemoryTier
+from caching_proxy.store.memory.tier import MemoryTier
+from support.entries import make_entry
+from support.polling import wait_until
 from support.resident import mapped_resident
-from test_disk_store import make_entry
 
 URL = "http://o:80/m"
 
@@ -157,7 +157,7 @@ def test_on_redis_changes_published_by_another_instance_are_seen(store_redis: An
     import redis as redis_py
 
     from caching_proxy.store import open_store
-    from caching_proxy.store.redis_store import RedisStore
+    from caching_proxy.store.redis.store import RedisStore
 
     redis_py.Redis.from_url(store_redis.url).flushdb()
     store = open_store(store_redis.url, memory_size=1 << 20)
@@ -213,13 +213,6 @@ def test_on_redis_nothing_is_used_while_the_subscription_is_down(store_redis: An
         store.close()
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "not seen in time"
-        time.sleep(0.01)
-
-
 def test_a_full_tier_holds_no_more_memory_than_its_bound(tmp_path: Path) -> None:
     """What a full tier really takes stays within --memory-size, for small and large bodies and
     for "nothing stored" copies: its Python objects (tracemalloc: the memory freed when they all
@@ -262,9 +255,9 @@ def test_a_process_making_copies_grows_by_no_more_than_the_tier(tmp_path: Path) 
 import gc, os, random, sys
 sys.path[:0] = [{str(Path(__file__).parent)!r}]
 from caching_proxy.store import DiskStore
-from caching_proxy.store.memory import MemoryTier
+from caching_proxy.store.memory.tier import MemoryTier
 from support.load import rss_kib
-from test_disk_store import make_entry
+from support.entries import make_entry
 class Still:
     def read(self, url): return (0, 0)
 tier = MemoryTier(DiskStore({str(tmp_path)!r}).backend, Still(), 16 << 20)

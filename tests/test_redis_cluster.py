@@ -21,13 +21,14 @@ from typing import Any, TypeVar
 
 import pytest
 
-from caching_proxy.keys import primary_key
+from caching_proxy.policy.keys import primary_key
 from caching_proxy.store import Store, open_store
 from caching_proxy.store.generations import slot_of
-from caching_proxy.store.memory import MemoryTier
-from caching_proxy.store.redis_keys import COUNTERS, redis_key
-from caching_proxy.store.redis_store import OUTAGE_BACKOFF, StoreUnavailable
+from caching_proxy.store.memory.tier import MemoryTier
+from caching_proxy.store.redis.keys import COUNTERS, redis_key
+from caching_proxy.store.redis.store import OUTAGE_BACKOFF, StoreUnavailable
 from support.client import Response, fetch
+from support.entries import make_entry
 from support.origin import Origin
 from support.proxy import Proxy, cli
 from support.redis_cluster import (
@@ -39,8 +40,7 @@ from support.redis_cluster import (
     require_redis_tools,
     wait_subscribed,
 )
-from test_disk_store import make_entry
-from test_store_async import check_same_as_sync
+from support.store_checks import check_same_as_sync
 
 FRESH = ("Cache-Control", "max-age=600")
 FAILOVER_BOUND = 15.0  # seconds for hits to resume after a master is killed

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from caching_proxy.store import open_store
-from caching_proxy.store.redis_store import RedisStore, StoreUnavailable
+from caching_proxy.store.redis.store import RedisStore, StoreUnavailable
 from support.client import fetch
+from support.entries import make_entry
 from support.origin import Origin, Reply
 from support.proxy import Proxy, cli
 from support.redis_server import RedisServer
-from test_disk_store import make_entry
 
 pytestmark = pytest.mark.skipif(
     shutil.which("redis-server") is None,

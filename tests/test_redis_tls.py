@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from caching_proxy.store.redis_clients import Clients
-from caching_proxy.store.redis_urls import parse_store_url
+from caching_proxy.store.redis.clients import Clients
+from caching_proxy.store.redis.urls import parse_store_url
 from support.certs import Certs, make_certs
 from support.client import fetch
 from support.origin import Origin, free_port

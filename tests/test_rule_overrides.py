@@ -193,7 +193,7 @@ def test_a_bad_override_names_file_line_and_key(tmp_path: Path, rule: str, expec
 
 
 def test_the_file_gives_the_rule_its_overrides(tmp_path: Path) -> None:
-    from caching_proxy.config_file import load
+    from caching_proxy.cli.config_file import load
 
     config = tmp_path / "proxy.toml"
     config.write_text('[[rule]]\nmatch = "/a/*"\nstatus = [410, "5xx"]\nttl = 9\n'

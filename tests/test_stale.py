@@ -9,7 +9,6 @@ from pathlib import Path
 from support.client import fetch
 from support.origin import Origin, Reply, Seen
 from support.proxy import Proxy
-from test_https_origin import tls_origin  # noqa: F401 - the https origin fixture
 
 
 def wait_for(predicate: object, timeout: float = 10.0) -> bool:
@@ -131,7 +130,7 @@ def test_use_stale_off_passes_the_error_on(origin: Origin, make_proxy: object) -
 
 
 def test_background_refresh_of_an_https_origin_uses_the_proxy_tls_settings(
-    tls_origin: Origin, tmp_path: Path,  # noqa: F811 - the fixture imported above
+    tls_origin: Origin, tmp_path: Path,
 ) -> None:
     # The refreshed version stays fresh: Date has one-second resolution, so with max-age=1 it
     # could arrive stale and set off a third request.

@@ -17,10 +17,10 @@ import redis
 
 from caching_proxy.store import DiskStore, Store, VaryIndex
 from caching_proxy.store.backend import Backend
-from caching_proxy.store.redis_keys import redis_key
-from caching_proxy.store.redis_store import RedisStore
+from caching_proxy.store.redis.keys import redis_key
+from caching_proxy.store.redis.store import RedisStore
+from support.entries import expires_at, make_entry
 from support.redis_server import RedisServer
-from test_disk_store import make_entry
 
 URL = "http://o:80/ua"
 HAVE_REDIS = shutil.which("redis-server") is not None
@@ -33,17 +33,6 @@ def raw_size(store: Store, key: str) -> int:
             "SELECT IFNULL(LENGTH(value), size) FROM Cache WHERE key = ?", (key,)).fetchall()
         return int(size)
     return int(redis.Redis.from_url(store.location).strlen(redis_key(key)))
-
-
-def expires_at(store: Store, key: str) -> float:
-    """When the record under `key` expires (epoch seconds; inf for never)."""
-    if isinstance(store, DiskStore):
-        found = store.backend.cache.expire_time(key)
-        assert found is not None, key
-        return found
-    pttl = redis.Redis.from_url(store.location).pttl(redis_key(key))
-    assert pttl != -2, key
-    return float("inf") if pttl == -1 else time.time() + pttl / 1000
 
 
 def write_raw(store: Store, key: str, data: bytes) -> None:
@@ -371,7 +360,7 @@ def test_a_script_the_server_lacks_is_sent_whole_to_that_server(
     import asyncio
     import hashlib
 
-    from caching_proxy.store import redis_scripts
+    from caching_proxy.store.redis import scripts as redis_scripts
 
     client = redis.Redis.from_url(store_redis.url)
     client.flushdb()

@@ -14,14 +14,13 @@ from typing import Any
 
 import pytest
 
-from caching_proxy.entry import Entry
 from caching_proxy.policy import evaluate
 from caching_proxy.policy.directives import NO_DIRECTIVES
 from caching_proxy.store import Store
 from caching_proxy.store.backend import SEP, Backend
+from caching_proxy.store.entry import Entry
 from caching_proxy.store.layout import tag_group
-from test_disk_store import make_entry
-from test_store_layout import expires_at
+from support.entries import expires_at, make_entry
 
 URL = "http://o:80/product/42"
 

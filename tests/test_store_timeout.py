@@ -21,13 +21,13 @@ import pytest
 
 from caching_proxy.store import open_store
 from caching_proxy.store.guarded import GuardedStore
-from caching_proxy.store.memory import MemoryTier
-from caching_proxy.store.redis_store import RedisStore
+from caching_proxy.store.memory.tier import MemoryTier
+from caching_proxy.store.redis.store import RedisStore
 from support.client import fetch
+from support.entries import make_entry
 from support.origin import Origin
+from support.polling import wait_until
 from support.redis_server import RedisServer
-from test_disk_store import make_entry
-from test_memory_tier import wait_until
 
 FRESH = [("Cache-Control", "max-age=600")]
 T = TypeVar("T")

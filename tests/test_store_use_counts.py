@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from caching_proxy.store import DiskStore, Store
-from caching_proxy.store.redis_store import RedisStore
-from test_disk_store import make_entry
+from caching_proxy.store.redis.store import RedisStore
+from support.entries import make_entry
 
 URL = "http://o:80/popular"
 

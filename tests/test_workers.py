@@ -9,16 +9,7 @@ from pathlib import Path
 from support.client import fetch
 from support.origin import Origin
 from support.proxy import Proxy, cli
-
-
-def listening_sockets(port: int) -> int:
-    """Sockets in LISTEN state on `port` (state 0A in /proc/net/tcp)."""
-    count = 0
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":
-            count += 1
-    return count
+from support.sockets import listening_sockets
 
 
 def test_two_workers_share_port_and_store(origin: Origin, tmp_path: Path) -> None:

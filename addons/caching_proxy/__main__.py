@@ -6,6 +6,6 @@ import signal
 if hasattr(signal, "SIGUSR1"):
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
 
-from caching_proxy.cli import main
+from caching_proxy.cli.main import main
 
 raise SystemExit(main())

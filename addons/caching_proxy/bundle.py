@@ -6,20 +6,20 @@ mitmproxy user gets the same proxy as the CLI.
 
 from __future__ import annotations
 
-from caching_proxy import client_http1, http2_server, origin_http1
-from caching_proxy.access_log import AccessLog
-from caching_proxy.addon import CacheAddon
-from caching_proxy.admin import Admin
-from caching_proxy.client_limits import ClientLimits
-from caching_proxy.client_tls import ClientTls
-from caching_proxy.commands import CacheCommands
-from caching_proxy.counters import Counters
-from caching_proxy.guard import Guard
-from caching_proxy.metrics import Metrics
-from caching_proxy.origin_timeouts import OriginTimeouts
-from caching_proxy.purge import Purge
-from caching_proxy.streaming import BodyLimit
-from caching_proxy.web_marks import WebMarks
+from caching_proxy.cache.addon import CacheAddon
+from caching_proxy.edge.body_limit import BodyLimit
+from caching_proxy.edge.client_limits import ClientLimits
+from caching_proxy.edge.client_tls import ClientTls
+from caching_proxy.edge.guard import Guard
+from caching_proxy.edge.origin_timeouts import OriginTimeouts
+from caching_proxy.edge.purge import Purge
+from caching_proxy.mitm import client_http1, http2_server, origin_http1
+from caching_proxy.ops.access_log import AccessLog
+from caching_proxy.ops.admin import Admin
+from caching_proxy.ops.commands import CacheCommands
+from caching_proxy.ops.counters import Counters
+from caching_proxy.ops.marks import WebMarks
+from caching_proxy.ops.metrics import Metrics
 
 
 def addons(marks: bool = True) -> list[object]:

@@ -14,7 +14,7 @@ import asyncio
 
 from mitmproxy import http, options
 
-from caching_proxy.runner import LeanMaster
+from caching_proxy.mitm.runner import LeanMaster
 
 BODY = b"x" * 1024
 

@@ -16,8 +16,8 @@ from mitmproxy.addons import proxyserver
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow
 
-from caching_proxy.addon import CacheAddon
-from caching_proxy.hit_lane import Lane
+from caching_proxy.cache.addon import CacheAddon
+from caching_proxy.mitm.hit_lane import Lane
 
 REQUESTS = 20_000
 ROUNDS = 5

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from caching_proxy.entry import Entry
+from caching_proxy.store.entry import Entry
 from caching_proxy.policy import CacheConfig, decide_store
 from caching_proxy.store import DiskStore, Store
 
@@ -74,7 +74,7 @@ def run(work: Path, large: int, redis_url: str | None) -> list[str]:
     kinds: dict[str, Callable[[str], Store]] = {
         "diskcache": lambda name: DiskStore(str(work / f"tags-{name}"), size_limit=8 << 30)}
     if redis_url is not None:
-        from caching_proxy.store.redis_store import RedisStore
+        from caching_proxy.store.redis.store import RedisStore
 
         # Another database than the proxies' rows use; emptied first.
         def redis_store(name: str) -> Store:

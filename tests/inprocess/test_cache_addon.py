@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from caching_proxy.coalescing import Fills
-from caching_proxy.flowstate import state_of
+from caching_proxy.cache.coalescing import Fills
+from caching_proxy.cache.flow_state import state_of
 from support.inprocess import Harness, cache_status, x_cache
 from support.origin import Origin, Reply, Seen
 

@@ -9,7 +9,7 @@ from collections.abc import Awaitable
 from mitmproxy import connection, http
 from mitmproxy.test import tflow
 
-from caching_proxy.fail_closed import fail_closed
+from caching_proxy.edge.fail_closed import fail_closed
 
 
 class Checks:

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from caching_proxy.bundle import addons
-from caching_proxy.hit_lane import HitLane
-from caching_proxy.reuse import Reuse
+from caching_proxy.cache.lookup import Reuse
+from caching_proxy.mitm.hit_lane import HitLane
 from support.lean_proxy import lean_proxy
 from support.origin import Origin, Reply
 

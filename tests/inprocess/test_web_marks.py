@@ -10,8 +10,8 @@ from pathlib import Path
 from mitmproxy import http
 from mitmproxy.utils.emoji import emoji
 
-from caching_proxy.flowstate import state_of
-from caching_proxy.web_marks import MARKERS, WebMarks, comment_for
+from caching_proxy.cache.flow_state import state_of
+from caching_proxy.ops.marks import MARKERS, WebMarks, comment_for
 from support.inprocess import Harness
 from support.origin import Origin, Reply, Seen
 

@@ -21,11 +21,11 @@ from mitmproxy import http
 from mitmproxy.addons import proxyserver
 from mitmproxy.test import taddons, tflow, tutils
 
-from caching_proxy.addon import CacheAddon
-from caching_proxy.counters import Counters
+from caching_proxy.cache.addon import CacheAddon
+from caching_proxy.edge.body_limit import BodyLimit
+from caching_proxy.edge.purge import Purge
+from caching_proxy.ops.counters import Counters
 from caching_proxy.policy import format_http_date
-from caching_proxy.purge import Purge
-from caching_proxy.streaming import BodyLimit
 from support.origin import Origin
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from mitmproxy import master as mmaster
 from mitmproxy import options
 
-from caching_proxy import runner
+from caching_proxy.mitm import runner
 
 
 def free_port() -> int:

@@ -146,7 +146,7 @@ class LocalCluster:
 def wait_subscribed(ports: list[int], count: int, timeout: float = 10) -> None:
     """Until `count` clients listen to the store's change channel on the servers at `ports`
     (proxies' memory tiers, which serve nothing from memory before)."""
-    from caching_proxy.store.redis_keys import CHANGES
+    from caching_proxy.store.redis.keys import CHANGES
 
     def subscribed() -> bool:
         return sum(int(admin(port).pubsub_numsub(CHANGES)[0][1]) for port in ports) >= count

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from caching_proxy.store.redis_keys import CHANGES
+from caching_proxy.store.redis.keys import CHANGES
 from support.certs import Certs
 from support.origin import free_port
 from support.redis_cluster import wait_for

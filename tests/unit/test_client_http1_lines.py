@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from caching_proxy.client_http1 import LINE_WINDOW, line_refusal
+from caching_proxy.mitm.client_http1 import LINE_WINDOW, line_refusal
 
 
 @pytest.mark.parametrize("line", [

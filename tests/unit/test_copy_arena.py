@@ -8,7 +8,7 @@ import mmap
 import os
 import random
 
-from caching_proxy.store.copy_arena import LENGTH, OFFSET, RECORD_COST, TOKEN, UNTIL, CopyArena
+from caching_proxy.store.memory.arena import LENGTH, OFFSET, RECORD_COST, TOKEN, UNTIL, CopyArena
 from support.resident import mapped_resident
 
 

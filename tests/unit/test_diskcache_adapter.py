@@ -13,7 +13,7 @@ import diskcache
 import pytest
 
 from caching_proxy.store.backend import EntryTooLarge, Unreadable
-from caching_proxy.store.diskcache_adapter import EntryDisk, RecencyCache
+from caching_proxy.store.disk.adapter import EntryDisk, RecencyCache
 
 # Every column of diskcache's Cache table a query of the adapter names.
 COLUMNS_USED = {"key", "raw", "expire_time", "access_time", "tag", "size", "mode", "filename",

@@ -8,8 +8,8 @@ import pytest
 from mitmproxy import http
 from mitmproxy.net.http import http1
 
-from caching_proxy import hit_lane
-from caching_proxy.hit_lane import MAX_HEAD, encoded_body, must_close, read_head
+from caching_proxy.mitm import hit_lane
+from caching_proxy.mitm.hit_lane import MAX_HEAD, encoded_body, must_close, read_head
 
 
 def head(*lines: str) -> bytes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mitmproxy import http
 
-from caching_proxy import hop_by_hop
+from caching_proxy.edge import hop_by_hop
 
 
 def headers(*fields: tuple[str, str]) -> http.Headers:

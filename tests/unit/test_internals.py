@@ -1,4 +1,4 @@
-"""The mitmproxy internals behind caching_proxy.internals: present as expected, and working through
+"""The mitmproxy internals behind caching_proxy.mitm.internals: present as expected, and working through
 a real proxy (an in-process mitmproxy in reverse mode, real sockets). A failure here after a
 mitmproxy upgrade names the internal that changed; see the module's docstring."""
 
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from mitmproxy import http
 
-from caching_proxy import internals
+from caching_proxy.mitm import internals
 from support.lean_proxy import free_port, lean_proxy
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from caching_proxy.keys import origin_of, primary_key, target_of, url_key
 from caching_proxy.policy import invalidation_uris
+from caching_proxy.policy.keys import origin_of, primary_key, target_of, url_key
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import pytest
 from mitmproxy import http
 from mitmproxy.test import tflow, tutils
 
-from caching_proxy.log_formats import COMBINED, escape, parse_format
+from caching_proxy.ops.log_formats import COMBINED, escape, parse_format
 
 START = 1796155471.25  # 2026-12-01T20:04:31.25Z
 

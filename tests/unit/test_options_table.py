@@ -1,5 +1,5 @@
-"""One table of options: README's tables, `--help`, mitmproxy's options and the config file's keys
-all say what options.CACHE_OPTIONS says."""
+"""One table of options: the reference's tables (docs/configuration/options.md), `--help`,
+mitmproxy's options and the config file's keys all say what options.CACHE_OPTIONS says."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import pytest
 from mitmproxy import optmanager
 from mitmproxy.test import taddons
 
-from caching_proxy import cli
-from caching_proxy import options as opts
+from caching_proxy.cli import main as cli
+from caching_proxy.cli import options as opts
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+# The option reference (scripts/docs-options writes it from the same declarations).
+README = Path(__file__).resolve().parents[2] / "docs" / "configuration" / "options.md"
 
 
 def markdown_table_after(text: str, marker: str) -> list[list[str]]:

@@ -1,4 +1,4 @@
-"""The adapter over mitmproxy's HTTP/1 origin side (caching_proxy.origin_http1): the internals it
+"""The adapter over mitmproxy's HTTP/1 origin side (caching_proxy.mitm.origin_http1): the internals it
 wraps are as expected, and both behaviours work through a real proxy (an in-process mitmproxy in
 reverse mode with only mitmproxy's own addons, real sockets, a raw-socket origin). A failure here
 after a mitmproxy upgrade names what changed."""
@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from mitmproxy import http
 
-from caching_proxy import internals, origin_http1
-from caching_proxy.origin_http1 import interim_destination, is_interim
+from caching_proxy.mitm import internals, origin_http1
+from caching_proxy.mitm.origin_http1 import interim_destination, is_interim
 from support.lean_proxy import lean_proxy
 from support.scripted_origin import ScriptedOrigin, Seen
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from caching_proxy.origin_retry import IDEMPOTENT_METHODS, MAX_RETRIES, DeadConnection, may_retry
+from caching_proxy.policy.retry import IDEMPOTENT_METHODS, MAX_RETRIES, DeadConnection, may_retry
 
 RACE = DeadConnection(reused=True, closed_by_origin=True, response_started=False)
 

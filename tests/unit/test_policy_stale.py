@@ -70,7 +70,7 @@ def test_default_serves_stale_when_the_origin_cannot_be_reached_only() -> None:
     # RFC 9111 4.2.4 lets a cache disconnected from the origin serve stale; the default covers
     # that ("error", "timeout") and not an origin that answers 5xx (RFC 5861 stale-if-error,
     # or the operator's http_5xx, is needed for those).
-    from caching_proxy.options import DEFAULTS
+    from caching_proxy.cli.options import DEFAULTS
 
     default = parse_use_stale(DEFAULTS["cache_use_stale"])
     assert default == {"error", "timeout"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from caching_proxy.purge import key_of, prefix_glob, purge_allowed
+from caching_proxy.edge.purge import key_of, prefix_glob, purge_allowed
 
 
 @pytest.mark.parametrize("peer", ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"])

@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 from redis.crc import key_slot
 
-from caching_proxy.option_values import store_url
-from caching_proxy.refresh import REFRESH_LOCK
+from caching_proxy.cache.refresh import REFRESH_LOCK
+from caching_proxy.cli.option_values import store_url
 from caching_proxy.store.backend import SEP
 from caching_proxy.store.base import variant_key
 from caching_proxy.store.layout import tag_group
-from caching_proxy.store.redis_clients import Clients
-from caching_proxy.store.redis_keys import (
+from caching_proxy.store.redis.clients import Clients
+from caching_proxy.store.redis.keys import (
     COUNTERS,
     GROUP,
     LOCK,
@@ -27,8 +27,8 @@ from caching_proxy.store.redis_keys import (
     redis_key,
     split_key,
 )
-from caching_proxy.store.redis_store import RedisBackend, StoreUnavailable
-from caching_proxy.store.redis_urls import StoreAddress, parse_store_url, redact_store_url
+from caching_proxy.store.redis.store import RedisBackend, StoreUnavailable
+from caching_proxy.store.redis.urls import StoreAddress, parse_store_url, redact_store_url
 from support.certs import make_certs
 from support.origin import free_port
 from support.proxy import cli

@@ -15,7 +15,7 @@ import pytest
 
 from caching_proxy.store import generations
 from caching_proxy.store.generations import SubscribedGenerations, slot_of
-from caching_proxy.store.redis_keys import announced, announcement
+from caching_proxy.store.redis.keys import announced, announcement
 
 URL = "http://o:80/a"
 

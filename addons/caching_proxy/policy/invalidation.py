@@ -1,10 +1,10 @@
-"""Invalidation after unsafe requests (RFC 9111 4.4), in the store's key form (`caching_proxy.keys`)."""
+"""Invalidation after unsafe requests (RFC 9111 4.4), in the store's key form (policy/keys.py)."""
 
 from __future__ import annotations
 
 from urllib.parse import urljoin
 
-from caching_proxy.keys import origin_of, url_key
+from caching_proxy.policy.keys import origin_of, url_key
 
 from .fields import Headers, first_value
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from caching_proxy.store.backend import EntryTooLarge, Unreadable
 from caching_proxy.store.base import Usage, VaryIndex, variant_key
-from caching_proxy.store.disk import DEFAULT_LRU_INTERVAL, DEFAULT_SIZE_LIMIT, DiskStore
+from caching_proxy.store.disk.store import DEFAULT_LRU_INTERVAL, DEFAULT_SIZE_LIMIT, DiskStore
 from caching_proxy.store.layout import Store
-from caching_proxy.store.memory import MemoryTier
-from caching_proxy.store.redis_urls import SCHEMES as REDIS_SCHEMES
+from caching_proxy.store.memory.tier import MemoryTier
+from caching_proxy.store.redis.urls import SCHEMES as REDIS_SCHEMES
 
 __all__ = ["DEFAULT_SIZE_LIMIT", "DiskStore", "EntryTooLarge", "Store", "Unreadable", "Usage",
            "VaryIndex", "is_redis_url", "open_store", "variant_key"]
@@ -28,7 +28,7 @@ def open_store(
     `memory_size` > 0 puts a memory tier of that many bytes in front (store/memory.py).
     `timeout` bounds each Redis call (socket timeouts)."""
     if is_redis_url(location):
-        from caching_proxy.store.redis_store import RedisStore
+        from caching_proxy.store.redis.store import RedisStore
 
         redis_store = RedisStore(location, timeout=timeout)
         if memory_size > 0:

@@ -33,7 +33,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from caching_proxy.store.redis_keys import announced
+from caching_proxy.store.redis.keys import announced
 
 SLOTS = 4096
 FILE_NAME = "generations"

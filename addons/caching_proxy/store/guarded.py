@@ -32,11 +32,11 @@ from typing import TypeVar
 
 import diskcache
 
-from caching_proxy.entry import Entry
 from caching_proxy.policy import Headers
 from caching_proxy.store import Store
-from caching_proxy.store.disk import EntryTooLarge
-from caching_proxy.store.memory import MEMORY_ONLY
+from caching_proxy.store.disk.store import EntryTooLarge
+from caching_proxy.store.entry import Entry
+from caching_proxy.store.memory.tier import MEMORY_ONLY
 
 log = logging.getLogger(__name__)
 

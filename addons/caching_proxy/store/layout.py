@@ -39,10 +39,10 @@ import dataclasses
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
-from caching_proxy.entry import Entry
 from caching_proxy.policy import Headers, vary_key
 from caching_proxy.store.backend import SEP, Backend, EntryTooLarge, Unreadable
 from caching_proxy.store.base import Usage, VaryIndex, variant_key, variant_prefix
+from caching_proxy.store.entry import Entry
 from caching_proxy.store.steps import (
     Delete,
     Get,

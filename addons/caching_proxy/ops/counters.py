@@ -1,0 +1,131 @@
+"""Counts how requests were answered and adds the counts to the store, where every process that
+shares it (other workers, `caching-proxy --stats`, the metrics endpoint) reads them.
+
+Counting is a dict increment per request; the store is written once a second (and at shutdown),
+not per request: a write per hit would cost more than the hit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from typing import Any
+
+from mitmproxy import http
+
+from caching_proxy.cache.addon import STORE_ERRORS, CacheAddon
+from caching_proxy.cache.flow_state import FlowState, state_of
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL = 1.0
+COUNTED_KEY = "caching_proxy.counted"
+# Counter name for each FlowState.outcome.
+OUTCOME_COUNTERS = {
+    "hit": "hits",
+    "collapsed": "collapsed",
+    "stale": "stale",
+    "miss": "misses",
+    "revalidated": "revalidated",
+    "pass": "passed",
+    "unavailable": "unavailable",
+}
+ORIGIN_ERRORS = "origin_errors"
+COUNTER_NAMES = (*OUTCOME_COUNTERS.values(), ORIGIN_ERRORS)
+# Answered from the store, without waiting for the origin's answer to this request.
+FROM_STORE = ("hits", "collapsed", "stale")
+
+
+# How mitmproxy words a flow's error when the client left: its HTTP/1 server on the client's
+# EOF, its HTTP/2 layer on a stream reset (tests/test_core_paths.py fails if that changes).
+CLIENT_GONE = ("Client disconnected.", "stream reset by client")
+
+
+def client_went_away(flow: http.HTTPFlow) -> bool:
+    return flow.error is not None and flow.error.msg.startswith(CLIENT_GONE)
+
+
+def hit_ratio(counts: dict[str, int]) -> float | None:
+    """Share of cacheable requests answered from the store (pass-through requests left out)."""
+    served = sum(counts.get(n, 0) for n in FROM_STORE)
+    total = served + counts.get("misses", 0) + counts.get("revalidated", 0)
+    return served / total if total else None
+
+
+class Counters:
+    def __init__(self, cache: CacheAddon) -> None:
+        self.cache = cache
+        self.pending: Counter[str] = Counter()
+        self._task: asyncio.Task[None] | None = None
+        cache.before_close.append(self.flush)
+
+    def running(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._flush_periodically())
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        state = self._first_count(flow)
+        response = flow.response
+        if state is None or response is None:
+            return
+        if (response.status_code >= 500 and state.outcome in ("miss", "pass", "revalidated")) or (
+            # A stored response answered instead of the origin's 5xx (stale-if-error, use-stale).
+            state.outcome == "stale" and "stale-on-" in response.headers.get("cache-status", "")
+        ):
+            self.pending[ORIGIN_ERRORS] += 1
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        # The origin refused, reset, timed out or sent garbage (the answer may still be a stored
+        # stale response, chosen by the cache in this same hook), or the client left: not the
+        # origin's failure.
+        state = self._first_count(flow)
+        if state is not None and state.outcome not in ("hit", "collapsed", "unavailable") and (
+                not client_went_away(flow)):
+            self.pending[ORIGIN_ERRORS] += 1
+
+    def _first_count(self, flow: http.HTTPFlow) -> FlowState | None:
+        """The flow's state the first time it is seen here; a flow that failed after its
+        response (a client gone mid-body) is counted once."""
+        state = state_of(flow)
+        if state is None or flow.metadata.get(COUNTED_KEY):
+            return None
+        flow.metadata[COUNTED_KEY] = True
+        name = OUTCOME_COUNTERS.get(state.outcome)
+        if name is not None:
+            self.pending[name] += 1
+        return state
+
+    def flush(self) -> None:
+        self._write(self._take())
+
+    def _take(self) -> dict[str, int]:
+        """The counts not written yet, handed over (on the event loop)."""
+        counts, self.pending = dict(self.pending), Counter()
+        return counts
+
+    def _write(self, counts: dict[str, int]) -> None:
+        if not counts or self.cache.store is None:
+            return
+        try:
+            self.cache.store.add_counts(counts)
+        except STORE_ERRORS as e:
+            log.debug(f"caching-proxy: counters not saved: {e}")
+
+    def snapshot(self) -> dict[str, int]:
+        """The persisted counters plus what this process has not written yet."""
+        self.flush()
+        found: dict[str, Any] = self.cache.store.counters() if self.cache.store else {}
+        return {name: int(found.get(name, 0)) for name in COUNTER_NAMES}
+
+    async def _flush_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            counts = self._take()
+            if counts:
+                # In a thread: a store that hangs (Redis stopped) never holds up the loop.
+                await asyncio.to_thread(self._write, counts)
+
+    def done(self) -> None:
+        # The last counts are written by the cache addon's done, before it closes the store.
+        if self._task is not None:
+            self._task.cancel()

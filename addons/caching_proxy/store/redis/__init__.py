@@ -1,0 +1,2 @@
+"""The Redis backend: one server, Sentinel or Cluster, shared by several instances.
+"""
