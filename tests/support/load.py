@@ -1,7 +1,7 @@
 """A mixed load against a running proxy, every body verified: hits, misses, revalidations and
 invalidations by POST, from many keep-alive connections at once (asyncio, raw HTTP/1.1).
 
-Used by tests/test_load.py (short, in CI) and scripts/soak (200 connections, 60 s):
+Used by tests/e2e/test_load.py (short, in CI) and scripts/soak (200 connections, 60 s):
 `python -m support.load --connections 200 --seconds 60` (run from tests/, or with it on
 PYTHONPATH) starts its own origin and proxy and prints the figures as JSON.
 """

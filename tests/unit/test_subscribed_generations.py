@@ -1,5 +1,5 @@
 """SubscribedGenerations' bookkeeping over several nodes, on fake PubSubs (the real cluster is in
-tests/test_redis_cluster.py): no copy is used while any node's subscription is down, every
+tests/e2e/test_redis_cluster.py): no copy is used while any node's subscription is down, every
 counter is bumped once they are all back, the subscriptions follow the node set, and a change
 heard from several nodes is counted once."""
 

@@ -35,7 +35,7 @@ stream. The connection stays open (an HTTP/1 client's is closed after such an an
 mitmproxy does after any error page). A stream mitmproxy would reset is still reset.
 
 Written against mitmproxy 11 and h2 4.1; `problems()` names anything another version changed,
-and tests/test_http2_hostile.py drives both behaviours through a real proxy. Where something is
+and tests/e2e/test_http2_hostile.py drives both behaviours through a real proxy. Where something is
 missing nothing is patched (warned once).
 """
 

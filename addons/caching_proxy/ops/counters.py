@@ -38,7 +38,7 @@ FROM_STORE = ("hits", "collapsed", "stale")
 
 
 # How mitmproxy words a flow's error when the client left: its HTTP/1 server on the client's
-# EOF, its HTTP/2 layer on a stream reset (tests/test_core_paths.py fails if that changes).
+# EOF, its HTTP/2 layer on a stream reset (tests/e2e/test_core_paths.py fails if that changes).
 CLIENT_GONE = ("Client disconnected.", "stream reset by client")
 
 

@@ -18,7 +18,7 @@ and the process subscribes on every node that runs writes. On a Redis Cluster th
 primary (one connection and one thread each): a change is heard from the master that made it.
 One subscription would hear the other masters' changes over the cluster bus, which Redis 7.0
 writes without TCP_NODELAY: measured 14 to 21 ms late at times, where straight from the master
-it is about a millisecond at most (tests/test_redis_cluster.py, README "The memory tier").
+it is about a millisecond at most (tests/e2e/test_redis_cluster.py, README "The memory tier").
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ class SubscribedGenerations:
 
     Bound: a change is seen once its message arrives from the node that ran the write, the
     network's latency after the command returned (measured on one machine, 51 purges over a
-    3-master cluster: about 1 ms at most, tests/test_redis_cluster.py). While the node set is
+    3-master cluster: about 1 ms at most, tests/e2e/test_redis_cluster.py). While the node set is
     unknown or any of its subscriptions is down or not yet confirmed, `read` never returns the
     same token twice, so no copy is used; each time they are all up again, every counter is
     bumped, so copies taken before are dropped. The node set is read again every REFRESH seconds
@@ -120,7 +120,7 @@ class SubscribedGenerations:
 
     So on a cluster each change arrives once per primary. It is counted once, by its
     announcement's ID (store/redis_keys.py): counted again when a forwarded copy came in, it
-    dropped a copy read just after the write (seen in tests/test_redis_cluster.py's hang test:
+    dropped a copy read just after the write (seen in tests/e2e/test_redis_cluster.py's hang test:
     two of the four copies it relied on were gone).
     """
 
@@ -130,7 +130,7 @@ class SubscribedGenerations:
         self._heard_ids: dict[str, None] = {}  # the last HEARD_IDS counted, oldest first
         self._lock = threading.Lock()  # bumps come from every listener's thread
         self._up = False
-        self._nodes, self._connect, self._channel = nodes, connect, channel
+        self._nodes, self.connect, self.channel = nodes, connect, channel
         self._listeners: dict[str, _Listener] = {}
         self._confirmed: set[str] = set()
         self._stop = threading.Event()
@@ -178,7 +178,7 @@ class SubscribedGenerations:
             self._counts[SLOTS] += 1
             self._up = up
 
-    def _heard(self, listener: _Listener, message: dict[str, Any]) -> None:
+    def heard(self, listener: _Listener, message: dict[str, Any]) -> None:
         kind = message.get("type")
         with self._lock:
             if kind == "subscribe" and self._listeners.get(listener.node) is listener:
@@ -196,7 +196,7 @@ class SubscribedGenerations:
                         del self._heard_ids[next(iter(self._heard_ids))]
                 self._counts[SLOTS if url == "*" else slot_of(url)] += 1
 
-    def _lost(self, listener: _Listener) -> None:
+    def lost(self, listener: _Listener) -> None:
         with self._lock:
             if self._listeners.get(listener.node) is listener:
                 self._confirmed.discard(listener.node)
@@ -239,17 +239,17 @@ class _Listener:
         while not self.stopped.is_set():
             try:
                 if pubsub is None:
-                    pubsub = owner._connect(self.node)
-                    pubsub.subscribe(owner._channel)
+                    pubsub = owner.connect(self.node)
+                    pubsub.subscribe(owner.channel)
                 message = pubsub.get_message(timeout=WAIT)
             except Exception:  # the node gone: nothing is used until it confirms again
-                owner._lost(self)
+                owner.lost(self)
                 _closed(pubsub)
                 pubsub = None  # a fresh one next time
                 self.stopped.wait(RETRY)
                 continue
             if message is not None:
-                owner._heard(self, message)
+                owner.heard(self, message)
         _closed(pubsub)
 
 

@@ -38,7 +38,7 @@ SEGMENTS = 16
 _NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000 if sys.platform.startswith("linux") else 0)
 # A live copy's record and its dict slot, besides its key object: measured with tracemalloc, 77
 # bytes for the record and 42 to 80 for the dict's table (up to 120 just after it grows).
-# tests/test_memory_tier.py checks that a full tier holds no more than its bound.
+# tests/store/test_memory_tier.py checks that a full tier holds no more than its bound.
 RECORD_COST = 200
 # Keys are any str (a URL decoded with surrogateescape too): written so that they read back.
 _KEY_CODING = ("utf-8", "surrogatepass")

@@ -3,7 +3,7 @@ put_async: redis-py's asyncio client on the event loop) give what the synchronou
 real redis-server, with and without the memory tier in front (and on diskcache, whose twins are
 its local calls): the same responses for every Vary variant, the same variant and tag records,
 the same replacement of an old Vary's variants, unreadable records dropped alike. The cluster
-and Sentinel cases are in tests/test_redis_cluster.py (check_same_as_sync)."""
+and Sentinel cases are in tests/e2e/test_redis_cluster.py (check_same_as_sync)."""
 
 from __future__ import annotations
 

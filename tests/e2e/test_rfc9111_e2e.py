@@ -362,7 +362,7 @@ def test_cdn_cache_control_no_store_wins(origin: Origin, proxy: Proxy) -> None:
 
 def test_a_range_miss_fetches_the_whole_and_stores_it(origin: Origin, proxy: Proxy) -> None:
     # The origin would answer a forwarded Range with 206: the proxy asks for the whole instead
-    # (as nginx and Varnish do), answers the range from it and stores it (tests/test_ranges.py).
+    # (as nginx and Varnish do), answers the range from it and stores it (tests/e2e/test_ranges.py).
     origin.route("/r", handler=lambda seen: Reply(
         206 if seen.header("Range") else 200,
         [("Cache-Control", "max-age=60"), ("Content-Range", "bytes 0-1/10")]

@@ -67,7 +67,7 @@ def stores_and_hits(origin: Origin, store: str, tmp_path: Path,
     """A proxy on `store` stores a response and hits it (the asyncio client: lookups and writes),
     and `--stats` on the same store (the sync client) counts it. The first request is made once
     the proxy's memory tier listens on each of `listeners` (over TLS too): as in
-    tests/test_redis_cluster.py, not while its threads' TLS handshakes share the 2 cores with
+    tests/e2e/test_redis_cluster.py, not while its threads' TLS handshakes share the 2 cores with
     the asyncio client's first call (a cluster's: the slot map and the COMMAND table, 0.15 s
     here, plain or TLS), which --store-timeout (0.25 s) bounds."""
     origin.route(path, 200, FRESH, b"over tls")

@@ -18,6 +18,7 @@ from caching_proxy.store import DiskStore, Store
 from caching_proxy.store.memory.tier import MemoryTier
 from support.entries import make_entry
 from support.polling import wait_until
+from support.proxy import ROOT
 from support.resident import mapped_resident
 
 URL = "http://o:80/m"
@@ -114,8 +115,7 @@ def test_a_purge_by_another_process_is_seen(tmp_path: Path) -> None:
     code = (f"from caching_proxy.store import DiskStore; "
             f"print(DiskStore({str(tmp_path)!r}).delete_url({URL!r}))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True, env={"PYTHONPATH": str(Path(__file__).parent.parent /
-                                                             "addons")})
+                          check=True, env={"PYTHONPATH": str(ROOT / "addons")})
     assert done.stdout.strip() == "1"
     assert body_of(store) == b""
 
@@ -253,7 +253,7 @@ def test_a_process_making_copies_grows_by_no_more_than_the_tier(tmp_path: Path) 
     tier (README); the arena's segments leave none."""
     script = f"""
 import gc, os, random, sys
-sys.path[:0] = [{str(Path(__file__).parent)!r}]
+sys.path[:0] = [{str(ROOT / "tests")!r}]
 from caching_proxy.store import DiskStore
 from caching_proxy.store.memory.tier import MemoryTier
 from support.load import rss_kib
@@ -274,8 +274,7 @@ gc.collect()
 print(rss_kib(os.getpid()) * 1024 - before, tier.bytes)
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          check=True, env={"PYTHONPATH": str(Path(__file__).parent.parent /
-                                                             "addons")})
+                          check=True, env={"PYTHONPATH": str(ROOT / "addons")})
     grown, counted = (int(part) for part in done.stdout.split())
     assert counted > 14 << 20  # full
     assert grown <= (16 << 20) + (1 << 20), f"grew {grown / 2**20:.1f} MiB for a 16 MiB tier"

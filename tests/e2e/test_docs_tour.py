@@ -28,7 +28,7 @@ import pytest
 from support.origin import Origin, free_port
 from support.proxy import Proxy, cli
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 PROXY, ORIGIN, WEB = "http://127.0.0.1:3000", "http://dummyjson.com", "http://127.0.0.1:8081"
 START = "./scripts/caching-proxy --port 3000 --origin http://dummyjson.com"
 # What may differ from the README's example output: the clock's and the origin's numbers.
