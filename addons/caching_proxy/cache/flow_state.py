@@ -66,3 +66,26 @@ class FlowState:
 def state_of(flow: http.HTTPFlow) -> FlowState | None:
     state = flow.metadata.get(META_KEY)
     return state if isinstance(state, FlowState) else None
+
+
+# The one HEAD rule (as nginx's proxy_cache_convert_head): a HEAD goes to the origin as a GET,
+# so that its answer can be stored and answer GETs too; the client's HEAD is put back on the
+# flow before its answer's head leaves (mitmproxy frames the answer by the request's method).
+
+def forward_as_get(request: http.Request, state: FlowState) -> None:
+    """Send a HEAD request on as GET, remembering that the client asked HEAD."""
+    if request.method == "HEAD":
+        request.method = "GET"
+        state.head = True
+
+
+def answer_as_asked(flow: http.HTTPFlow, state: FlowState) -> None:
+    """The client's method back on the flow: HEAD where forward_as_get turned it into GET."""
+    if state.head:
+        flow.request.method = "HEAD"
+
+
+def asked_method(flow: http.HTTPFlow) -> str:
+    """The method the client sent, whatever the flow carries at the moment."""
+    state = state_of(flow)
+    return "HEAD" if state is not None and state.head else flow.request.method

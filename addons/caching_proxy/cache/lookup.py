@@ -15,11 +15,12 @@ from mitmproxy import http
 from caching_proxy.cache import encoding as codings
 from caching_proxy.cache import serve
 from caching_proxy.cache.coalescing import Coalescer
-from caching_proxy.cache.flow_state import META_KEY, FlowState, Phase
+from caching_proxy.cache.flow_state import META_KEY, FlowState, Phase, forward_as_get
 from caching_proxy.cache.refresh import Refresher
 from caching_proxy.cache.settings import Shared
 from caching_proxy.cli.options import CACHE_NAME
 from caching_proxy.policy import (
+    CACHE_ANSWERED_FIELDS,
     Action,
     Lookup,
     bypass_reason,
@@ -216,10 +217,9 @@ class Reuse:
         if action is Action.GATEWAY_TIMEOUT:
             state.phase = Phase.ANSWERED
             state.outcome = "unavailable"
-            flow.response = http.Response.make(
-                504, b"504 Gateway Timeout: only-if-cached and nothing usable is stored\n")
-            serve.mark(flow.response, hit=False, status=cache_status(
-                CACHE_NAME, hit=False, fwd=lookup.fwd or "uri-miss", detail="only-if-cached"))
+            flow.response = serve.own_answer(
+                504, "504 Gateway Timeout: only-if-cached and nothing usable is stored\n",
+                fwd=lookup.fwd or "uri-miss", detail="only-if-cached", close=False)
             return None
         state.fwd = lookup.fwd or "uri-miss"
         store = self.shared.store
@@ -248,12 +248,10 @@ class Reuse:
         and answer the client's conditional from the result (as nginx and Varnish do), so that
         the answer can be stored."""
         state.client_conditionals = tuple(
-            (k, v) for k, v in headers if k.lower() in serve.CONDITIONAL_FIELDS)
-        for name in serve.CONDITIONAL_FIELDS:
+            (k, v) for k, v in headers if k.lower() in CACHE_ANSWERED_FIELDS)
+        for name in CACHE_ANSWERED_FIELDS:
             request.headers.pop(name, None)
-        if request.method == "HEAD":
-            request.method = "GET"  # as nginx's proxy_cache_convert_head
-            state.head = True
+        forward_as_get(request, state)
         state.phase = Phase.REVALIDATE if validators and entry is not None else Phase.FILL
         for name, value in validators:
             request.headers[name] = value

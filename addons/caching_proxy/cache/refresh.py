@@ -19,8 +19,8 @@ from collections.abc import Awaitable, Callable
 from mitmproxy import ctx, http
 
 from caching_proxy.cache.flow_state import META_KEY, FlowState, Phase
-from caching_proxy.cache.serve import CONDITIONAL_FIELDS
 from caching_proxy.cache.settings import Shared
+from caching_proxy.policy import CACHE_ANSWERED_FIELDS
 from caching_proxy.store.entry import Entry
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class Refresher:
         timeout = self.shared.settings.refresh_timeout
         request = flow.request.copy()
         request.method = "GET"
-        for name in CONDITIONAL_FIELDS:
+        for name in CACHE_ANSWERED_FIELDS:
             request.headers.pop(name, None)
         for name, value in validators:
             request.headers[name] = value

@@ -1,30 +1,58 @@
 """Building the answers the cache gives: a stored response, a 304 to the client's own
-conditional, the marks (X-Cache, Cache-Status) on every response, and HEAD answers without a body.
+conditional, the marks (X-Cache, Cache-Status) on every response, HEAD answers without a body,
+and (`own_answer`) every answer the proxy makes itself: refusals, 502/504, PURGE results.
 """
 
 from __future__ import annotations
 
 import time
+from http import HTTPStatus
 
 from mitmproxy import http
+from mitmproxy.net.http import status_codes
 
 from caching_proxy.cache import ranges as partial
-from caching_proxy.cache.flow_state import FlowState, Phase
+from caching_proxy.cache.flow_state import FlowState, Phase, answer_as_asked
 from caching_proxy.cache.settings import Shared
-from caching_proxy.policy import client_not_modified, not_modified_headers
+from caching_proxy.cli.options import CACHE_NAME
+from caching_proxy.policy import (
+    VALIDATING_FIELDS,
+    cache_status,
+    client_not_modified,
+    not_modified_headers,
+)
 from caching_proxy.store.entry import Entry, encode_headers
 from caching_proxy.store.guarded import OFF_LOOP_BYTES
 
-# The fields a cache answers itself from what it stores, never forwarded on a miss (the origin
-# is asked for the whole, unconditionally or with the cache's own validators): conditionals and
-# Range with its If-Range (partial.py). If-Match / If-Unmodified-Since requests pass (see
-# policy.bypass_reason).
-CONDITIONAL_FIELDS = ("if-none-match", "if-modified-since", "if-range", "range")
-_VALIDATING = ("if-none-match", "if-modified-since")
+TEXT = "text/plain; charset=utf-8"
+
+
+def own_answer(status: int, body: str | bytes, *, fwd: str, detail: str, close: bool = True,
+               content_type: str = TEXT) -> http.Response:
+    """An answer the proxy makes itself, neither stored nor the origin's: a refusal, a 502 or
+    504, a PURGE's result. The only place they are built: each is marked X-Cache: MISS with a
+    Cache-Status saying fwd=`fwd` and `detail`, and (`close`) ends its connection."""
+    fields = {"Content-Type": content_type, "X-Cache": "MISS",
+              "Cache-Status": cache_status(CACHE_NAME, hit=False, fwd=fwd, detail=detail)}
+    if close:
+        fields["Connection"] = "close"
+    response = http.Response.make(
+        status, body.encode("utf-8", "replace") if isinstance(body, str) else body, fields)
+    response.reason = reason_phrase(status)
+    return response
+
+
+def reason_phrase(status: int) -> str:
+    """RFC 9110's phrase (the standard library's table: mitmproxy's has RFC 2616's "Request
+    Time-out" and lacks 421 and 431)."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return status_codes.RESPONSES.get(status, "Error")
 
 
 def has_conditional(headers: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> bool:
-    return any(k.lower() in _VALIDATING for k, _ in headers)
+    return any(k.lower() in VALIDATING_FIELDS for k, _ in headers)
 
 
 def from_entry(
@@ -131,8 +159,7 @@ def answer(
     """Answer `flow` from `entry`; the origin's answer, if any, is replaced. `outcome` "hit",
     "stale" or "collapsed" is X-Cache: HIT; "revalidated" (after a 304 from the origin) MISS."""
     revalidated = outcome == "revalidated"
-    if state.head:
-        flow.request.method = "HEAD"  # forwarded as GET; answered as what the client asked
+    answer_as_asked(flow, state)
     flow.response = from_entry(
         entry, age=age, method=flow.request.method,
         request_headers=request_headers, hit=not revalidated, revalidated=revalidated,

@@ -16,7 +16,7 @@ from caching_proxy.cache import encoding as codings
 from caching_proxy.cache import ranges as partial
 from caching_proxy.cache import serve
 from caching_proxy.cache.coalescing import Coalescer, held_lock, lock_released
-from caching_proxy.cache.flow_state import FlowState, Phase, state_of
+from caching_proxy.cache.flow_state import FlowState, Phase, answer_as_asked, state_of
 from caching_proxy.cache.settings import Shared
 from caching_proxy.cache.stale import StaleAnswers
 from caching_proxy.cli.options import CACHE_NAME
@@ -66,7 +66,7 @@ class HeadBody:
 def expire_of(entry: Entry, keep_stale: float) -> float | None:
     """Seconds to keep `entry`, or None if nothing could ever reuse it."""
     meta = entry.meta
-    fresh_for = max(0.0, meta.freshness_lifetime - meta.corrected_initial_age)
+    fresh_for = max(0.0, meta.ttl(meta.response_time))
     # Kept past freshness to be revalidated, or served stale where a request (max-stale) or the
     # origin (stale-while-revalidate, stale-if-error) allows it.
     grace = max(meta.stale_while_revalidate, meta.stale_if_error, keep_stale)
@@ -112,7 +112,7 @@ class Filler:
             # The client's method back before its answer's head leaves (mitmproxy frames the
             # answer by it: a GET's chunked terminator after a HEAD answer would be read as the
             # next response); the body, read from the origin all the same, is never sent.
-            flow.request.method = "HEAD"
+            answer_as_asked(flow, state)
             response.stream = serve.discard_body if response.stream else HeadBody(
                 self.shared.settings.max_object_size)
         if response.stream and not state.head and response.status_code == 200:
@@ -163,8 +163,7 @@ class Filler:
             # fields are read for the store (else it is stored, and served twice over).
             serve.unmark(response)
             state.marked = False
-        if state.head:
-            flow.request.method = "HEAD"
+        answer_as_asked(flow, state)
         if flow.request.method not in SAFE_METHODS:
             self._invalidate(state.key, flow.request, response)
         if state.phase is Phase.PASS:
@@ -273,7 +272,7 @@ class Filler:
         if revalidating and stored is None and response.status_code < 500:
             # A full answer superseded the stored one and may not be stored itself (4.3.3).
             self._delete(state.key)
-        ttl = stored.meta.freshness_lifetime - stored.meta.corrected_initial_age if stored else None
+        ttl = stored.meta.ttl(stored.meta.response_time) if stored else None
         if not self._final_mark(response, state, cache_status(
                 CACHE_NAME, hit=False, fwd=state.fwd,
                 fwd_status=response.status_code if revalidating else None,

@@ -38,7 +38,9 @@ from dataclasses import dataclass, field
 
 from mitmproxy import connection, ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
+from mitmproxy.net.http import http1
 
+from caching_proxy.cache.serve import own_answer
 from caching_proxy.cli import option_values
 from caching_proxy.cli import options as opts
 from caching_proxy.edge.fail_closed import fail_closed
@@ -47,12 +49,10 @@ from caching_proxy.mitm import internals
 log = logging.getLogger(__name__)
 
 DRAIN_POLL = 1.0  # seconds between looks at a connection still writing its last response
-REQUEST_TIMEOUT_BODY = b"408 Request Timeout: the request head did not arrive in time\n"
-REQUEST_TIMEOUT = (
-    b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\n"
-    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
-    % (len(REQUEST_TIMEOUT_BODY), REQUEST_TIMEOUT_BODY)
-)
+# Written raw to the connection (no flow exists yet), built as every answer of the proxy's own.
+REQUEST_TIMEOUT = bytes(http1.assemble_response(own_answer(
+    408, "408 Request Timeout: the request head did not arrive in time\n", fwd="bypass",
+    detail="client-timeout")))
 
 
 @dataclass

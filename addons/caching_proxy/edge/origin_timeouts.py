@@ -16,9 +16,8 @@ import time
 
 from mitmproxy import ctx, http
 
-from caching_proxy.cli.options import CACHE_NAME
+from caching_proxy.cache.serve import own_answer
 from caching_proxy.mitm import error_page, internals
-from caching_proxy.policy import cache_status
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +56,9 @@ class OriginTimeouts:
             flow.response is not None and flow.response.stream
         ):
             return
-        response = http.Response.make(
-            504, f"504 Gateway Timeout: the origin did not answer in time ({phase})\n".encode(),
-            {"Content-Type": "text/plain; charset=utf-8", "X-Cache": "MISS",
-             "Cache-Status": cache_status(CACHE_NAME, hit=False, fwd="miss",
-                                          detail="origin-timeout")},
-        )
+        response = own_answer(
+            504, f"504 Gateway Timeout: the origin did not answer in time ({phase})\n",
+            fwd="miss", detail="origin-timeout")
         error_page.answer_instead(flow, response)
 
     def done(self) -> None:

@@ -22,6 +22,7 @@ from fnmatch import fnmatchcase
 from mitmproxy import http
 
 from caching_proxy.cache.addon import CacheAddon
+from caching_proxy.cache.serve import own_answer
 from caching_proxy.edge.fail_closed import fail_closed
 from caching_proxy.policy.keys import origin_of, request_key, target_of, url_key
 from caching_proxy.policy.tags import parse_tags
@@ -186,5 +187,6 @@ class Purge:
 
 
 def answer(status: int, body: bytes, content_type: str = "text/plain") -> http.Response:
-    # The cache's own answer: not from the store, so MISS like every answer the store did not give.
-    return http.Response.make(status, body, {"Content-Type": content_type, "X-Cache": "MISS"})
+    """A PURGE's result: the cache's own answer, kept alive (serve.own_answer)."""
+    return own_answer(status, body, fwd="bypass", detail="purge", close=False,
+                      content_type=content_type)

@@ -21,8 +21,7 @@ from typing import NamedTuple
 from mitmproxy import http
 from mitmproxy.net.http import status_codes
 
-from caching_proxy.cli.options import CACHE_NAME
-from caching_proxy.policy import cache_status
+from caching_proxy.cache.serve import own_answer
 
 
 class Answer(NamedTuple):
@@ -62,20 +61,11 @@ def take_answer(message: str) -> Answer | None:
 
 
 def error_response(status_code: int, message: str = "") -> http.Response:
-    """This proxy's own error answer: plain text, marked as a MISS."""
+    """This proxy's own error answer: plain text, marked as a MISS (serve.own_answer)."""
     reason = status_codes.RESPONSES.get(status_code, "Error")
     text = f"{status_code} {reason}: {message.strip()}\n" if message else f"{status_code} {reason}\n"
     detail = "origin-error" if status_code in (502, 504) else "client-error"
-    return http.Response.make(
-        status_code,
-        text.encode("utf-8", "replace"),
-        http.Headers(
-            Content_Type="text/plain; charset=utf-8",
-            Connection="close",
-            X_Cache="MISS",
-            Cache_Status=cache_status(CACHE_NAME, hit=False, fwd="miss", detail=detail),
-        ),
-    )
+    return own_answer(status_code, text, fwd="miss", detail=detail)
 
 
 def answer_for(status_code: int, message: str = "") -> http.Response:

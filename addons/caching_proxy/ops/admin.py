@@ -38,7 +38,6 @@ from caching_proxy.edge.purge import is_loopback, prefix_glob, remove, remove_ta
 from caching_proxy.mitm import workers
 from caching_proxy.ops.admin_http import JSON, ApiError, BoundedServer, GuardedHandler, json_error
 from caching_proxy.ops.report import stats_of
-from caching_proxy.policy.freshness import current_age
 from caching_proxy.policy.keys import target_of
 from caching_proxy.store import Store
 from caching_proxy.store.guarded import STORE_ERRORS
@@ -144,10 +143,9 @@ def entries_page(store: Store, query: dict[str, list[str]], now: float) -> dict[
         for key, entry in store.read_many(batch):
             if tag and tag not in entry.tags:
                 continue
-            age = current_age(entry.meta.corrected_initial_age, entry.meta.response_time, now)
             rows.append({
-                "url": entry.url, "status": entry.status, "size": entry.size, "age": int(age),
-                "ttl": int(entry.meta.freshness_lifetime - age),
+                "url": entry.url, "status": entry.status, "size": entry.size, "age": int(entry.meta.age(now)),
+                "ttl": int(entry.meta.ttl(now)),
                 "vary": dict(zip(entry.meta.vary, entry.vary_values, strict=False)),
                 "tags": list(entry.tags),
             })

@@ -18,7 +18,7 @@ from typing import Any
 
 from mitmproxy import http
 
-from caching_proxy.cache.flow_state import state_of
+from caching_proxy.cache.flow_state import asked_method
 
 Formatter = Callable[[http.HTTPFlow, float], str]
 NAMED = ("text", "json", "combined")
@@ -58,9 +58,8 @@ def body_size(flow: http.HTTPFlow) -> int:
 
 
 def method_of(flow: http.HTTPFlow) -> str:
-    """The method the client sent: a HEAD miss is forwarded as GET (see reuse.py)."""
-    state = state_of(flow)
-    return "HEAD" if state is not None and state.head else flow.request.method
+    """The method the client sent: a HEAD miss is forwarded as GET (flow_state.forward_as_get)."""
+    return asked_method(flow)
 
 
 def log_record(flow: http.HTTPFlow, now: float) -> dict[str, Any]:

@@ -7,7 +7,6 @@ from collections import Counter
 from typing import Any
 
 from caching_proxy.ops.counters import COUNTER_NAMES, hit_ratio
-from caching_proxy.policy.freshness import current_age
 from caching_proxy.store import Store
 
 
@@ -27,13 +26,12 @@ def entry_rows(store: Store, now: float) -> list[dict[str, Any]]:
     variants = Counter(e.url for e in entries)
     rows = []
     for e in entries:
-        age = current_age(e.meta.corrected_initial_age, e.meta.response_time, now)
         rows.append({
             "url": e.url,
             "status": e.status,
             "size": e.size,
-            "age": int(age),
-            "ttl": int(e.meta.freshness_lifetime - age),  # negative: stale
+            "age": int(e.meta.age(now)),
+            "ttl": int(e.meta.ttl(now)),  # negative: stale
             "variants": variants[e.url],
             "vary": dict(zip(e.meta.vary, e.vary_values, strict=False)),
         })

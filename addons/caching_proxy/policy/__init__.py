@@ -49,7 +49,9 @@ from .directives import (
 from .fields import Headers, field_values, format_http_date, parse_http_date
 from .invalidation import SAFE_METHODS, invalidation_uris
 from .lookup import (
+    CACHE_ANSWERED_FIELDS,
     CONDITIONAL_REQUEST_FIELDS,
+    VALIDATING_FIELDS,
     Action,
     Lookup,
     bypass_reason,
@@ -86,12 +88,14 @@ from .vary import ABSENT, vary_key
 
 __all__ = [
     "ABSENT",
+    "CACHE_ANSWERED_FIELDS",
     "CONDITIONAL_REQUEST_FIELDS",
     "ERROR_STATUSES",
     "IGNORABLE",
     "NO_DIRECTIVES",
     "SAFE_METHODS",
     "USE_STALE_CONDITIONS",
+    "VALIDATING_FIELDS",
     "Action",
     "CacheConfig",
     "Headers",

@@ -23,6 +23,12 @@ from .storing import StoredMeta
 CONDITIONAL_REQUEST_FIELDS = frozenset(
     {"if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "if-range"}
 )
+# Of those and Range, what the cache answers itself from what it stores and never forwards on a
+# miss or a revalidation (the origin is asked for the whole, unconditionally or with the cache's
+# own validators): If-Match and If-Unmodified-Since requests pass instead (bypass_reason).
+CACHE_ANSWERED_FIELDS = ("if-none-match", "if-modified-since", "if-range", "range")
+# The validators among them (RFC 9110 13.1.2-13.1.3): a 304 answers them.
+VALIDATING_FIELDS = ("if-none-match", "if-modified-since")
 
 # Fields that frameworks read to rewrite the host, URL, scheme or method of a request (Symfony,
 # Laravel, IIS, Express method-override...) but that are not in the cache key. An origin that

@@ -24,6 +24,7 @@ from .fields import (
 from .freshness import (
     UNDERSTOOD_STATUSES,
     corrected_initial_age,
+    current_age,
     explicit_lifetime,
     heuristic_allowed,
     heuristic_lifetime,
@@ -50,6 +51,15 @@ class StoredMeta:
     etag: str | None
     last_modified: str | None
     status: int
+
+    def age(self, now: float) -> float:
+        """Its current age at `now` (RFC 9111 4.2.3), seconds."""
+        return current_age(self.corrected_initial_age, self.response_time, now)
+
+    def ttl(self, now: float) -> float:
+        """Seconds it stays fresh at `now` (negative: stale for that long): what Cache-Status's
+        ttl, `--list`, `/entries` and the store's expiry all say."""
+        return self.freshness_lifetime - self.age(now)
 
     # Pickling as dataclasses does it (a list of the fields' values), without its `fields()`
     # call per load: 15 us of every store read.
