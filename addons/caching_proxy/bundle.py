@@ -14,6 +14,7 @@ from caching_proxy.edge.guard import Guard
 from caching_proxy.edge.origin_timeouts import OriginTimeouts
 from caching_proxy.edge.purge import Purge
 from caching_proxy.mitm import client_http1, http2_server, origin_http1
+from caching_proxy.mitm.hit_lane import HitLane
 from caching_proxy.ops.access_log import AccessLog
 from caching_proxy.ops.admin import Admin
 from caching_proxy.ops.commands import CacheCommands
@@ -45,4 +46,7 @@ def addons(marks: bool = True) -> list[object]:
         ClientLimits(), ClientTls(), Guard(), Purge(cache), BodyLimit(), cache, OriginTimeouts(),
         counters, metrics, AccessLog(), *([WebMarks()] if marks else []),
         CacheCommands(cache, counters), Admin(cache, metrics),
+        # Last: its client_connected runs once ClientLimits has refused or wrapped the
+        # connection. It serves only under the lean master (off under mitmweb and mitmdump -s).
+        HitLane(),
     ]

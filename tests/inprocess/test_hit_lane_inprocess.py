@@ -12,7 +12,6 @@ import pytest
 
 from caching_proxy.bundle import addons
 from caching_proxy.cache.lookup import Reuse
-from caching_proxy.mitm.hit_lane import HitLane
 from support.lean_proxy import lean_proxy
 from support.origin import Origin, Reply
 
@@ -55,7 +54,7 @@ def pins(monkeypatch: pytest.MonkeyPatch) -> Pins:
 def run(origin: Origin, tmp_path: Path, scenario: Any, **options: Any) -> None:
     more = {"cache_dir": str(tmp_path / "cache"), "cache_access_log": "off", **options}
     asyncio.run(lean_proxy(origin.url, lambda master, port: scenario(port),
-                           *addons(marks=False), HitLane(), **more))
+                           *addons(marks=False), **more))
 
 
 async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:

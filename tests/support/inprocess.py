@@ -59,7 +59,7 @@ class Harness:
         # nothing here, since the context never runs.
         self.context = taddons.context(proxyserver.Proxyserver(), *self.addons)
         self.response_hook_waited = False  # whether the cache's response hook was a coroutine
-        self.options = {"cache_dir": str(cache_dir), "cache_access_log": "off", **options}
+        self.options = {"cache_dir": str(cache_dir), **options}
 
     def __enter__(self) -> Harness:
         self.tctx = self.context.__enter__()

@@ -53,6 +53,7 @@ class CacheAddon:
         self.before_close: list[Callable[[], None]] = []
         self._store_key: tuple[str, int, int, int, float] | None = None
         self._maintenance: asyncio.Task[None] | None = None
+        self._watched = opts.read_by(self) | {"keep_host_header"}
 
     @property
     def store(self) -> Store | None:
@@ -62,9 +63,11 @@ class CacheAddon:
     # -- configuration -------------------------------------------------------------------------
 
     def load(self, loader: Loader) -> None:
-        opts.declare(loader)
+        opts.declare(loader, self)
 
     def configure(self, updated: set[str]) -> None:
+        if not updated & self._watched:
+            return  # nothing of the cache's changed: the config file is not read again
         if ctx.options.keep_host_header:
             # The key names the origin, not the client's Host: forwarding that Host would let
             # one client's Host choose the answer stored for everyone.

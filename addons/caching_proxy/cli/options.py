@@ -312,10 +312,42 @@ CACHE_OPTIONS: tuple[Option, ...] = (
 
 DEFAULTS: Mapping[str, Any] = {o.name: o.default for o in CACHE_OPTIONS}
 
-def declare(loader: Loader) -> None:
-    """Declare every cache option with mitmproxy. Safe to call more than once: mitmproxy ignores
-    a declaration identical to an existing one."""
-    for o in CACHE_OPTIONS:
+# Which addon reads which option: each declares those it reads in its `load` (and acts on them
+# in `configure` only when they change). An option two addons read is declared by both; the
+# CLI, --help and the option reference are built from CACHE_OPTIONS above, the one table.
+# tests/unit/test_option_owners.py loads each addon alone and fails on any it reads undeclared.
+READ_BY: Mapping[str, tuple[str, ...]] = {
+    "CacheAddon": (
+        "cache_dir", "cache_store", "cache_store_timeout", "cache_size", "cache_lru_interval",
+        "cache_memory_size", "cache_default_ttl", "cache_heuristic_fraction",
+        "cache_heuristic_max", "cache_cookie_requests", "cache_set_cookie",
+        "cache_targeted_fields", "cache_config", "cache_compress", "cache_encodings",
+        "cache_first_byte_timeout", "cache_keep_stale", "cache_keep_tag_header",
+        "cache_lock_timeout", "cache_max_object_size", "cache_tag_headers", "cache_use_stale"),
+    "ClientLimits": ("cache_header_timeout", "cache_keepalive_timeout", "cache_max_connections"),
+    "ClientTls": ("cache_tls_cert", "cache_tls_key"),
+    "BodyLimit": ("cache_max_object_size",),
+    "OriginTimeouts": ("cache_connect_timeout", "cache_first_byte_timeout",
+                       "cache_response_timeout"),
+    "Purge": ("cache_purge_secret",),
+    "Admin": ("cache_admin_host", "cache_admin_port", "cache_purge_secret"),
+    "AccessLog": ("cache_access_log", "cache_access_log_file"),
+    "Metrics": ("cache_metrics_port",),
+    "HitLane": ("cache_hit_lane", "cache_tls_cert"),
+}
+_BY_NAME = {o.name: o for o in CACHE_OPTIONS}
+
+
+def read_by(addon: object) -> frozenset[str]:
+    """The cache options `addon` (an instance) reads."""
+    return frozenset(READ_BY[type(addon).__name__])
+
+
+def declare(loader: Loader, addon: object) -> None:
+    """Declare with mitmproxy the cache options `addon` reads (READ_BY). Safe to call more than
+    once and from several addons: mitmproxy ignores a declaration identical to an existing one."""
+    for name in READ_BY[type(addon).__name__]:
+        o = _BY_NAME[name]
         loader.add_option(o.name, o.type, o.default, o.help)
 
 
@@ -349,8 +381,7 @@ def config_from(options: Any) -> CacheConfig:
     fraction = float(options.cache_heuristic_fraction)
     if not 0 <= fraction <= 1:
         raise ValueError("cache_heuristic_fraction must be between 0 and 1")
-    for name in ("cache_default_ttl", "cache_lock_timeout", "cache_connect_timeout",
-                 "cache_first_byte_timeout", "cache_response_timeout"):
+    for name in ("cache_default_ttl", "cache_lock_timeout", "cache_first_byte_timeout"):
         if getattr(options, name) < 0:
             raise ValueError(f"{name} must not be negative")
     parse_use_stale(options.cache_use_stale)

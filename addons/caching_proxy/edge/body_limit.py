@@ -11,6 +11,7 @@ from mitmproxy import ctx, exceptions
 from mitmproxy.addonmanager import Loader
 from mitmproxy.utils import human
 
+from caching_proxy.cli import options as opts
 from caching_proxy.cli.options import DEFAULTS
 
 # cache_max_object_size is declared with the other cache options (options.CACHE_OPTIONS).
@@ -19,6 +20,7 @@ DEFAULT_MAX_OBJECT_SIZE: str = DEFAULTS["cache_max_object_size"]
 
 class BodyLimit:
     def load(self, loader: Loader) -> None:
+        opts.declare(loader, self)
         # configure() runs only for options that change: apply the default now (proxyserver,
         # which declares stream_large_bodies, is loaded before this addon).
         if "stream_large_bodies" in loader.master.options:

@@ -83,9 +83,11 @@ class ClientLimits:
         self._keepalive_timeout = 75.0
 
     def load(self, loader: Loader) -> None:
-        opts.declare(loader)
+        opts.declare(loader, self)
 
     def configure(self, updated: set[str]) -> None:
+        if not updated & opts.read_by(self):
+            return
         for name in ("cache_header_timeout", "cache_keepalive_timeout"):
             if name in updated and getattr(ctx.options, name) < 0:
                 raise exceptions.OptionsError(f"{name} must not be negative")

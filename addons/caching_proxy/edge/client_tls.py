@@ -80,7 +80,7 @@ class ClientTls:
         self._on = False
 
     def load(self, loader: Loader) -> None:
-        opts.declare(loader)
+        opts.declare(loader, self)
 
     def configure(self, updated: set[str]) -> None:
         if not {"cache_tls_cert", "cache_tls_key"} & updated:

@@ -14,9 +14,11 @@ import asyncio
 import logging
 import time
 
-from mitmproxy import ctx, http
+from mitmproxy import ctx, exceptions, http
+from mitmproxy.addonmanager import Loader
 
 from caching_proxy.cache.serve import own_answer
+from caching_proxy.cli import options as opts
 from caching_proxy.mitm import error_page, internals
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,14 @@ CONNECT_POLL = 0.2
 class OriginTimeouts:
     def __init__(self) -> None:
         self._timers: dict[str, asyncio.TimerHandle] = {}
+
+    def load(self, loader: Loader) -> None:
+        opts.declare(loader, self)
+
+    def configure(self, updated: set[str]) -> None:
+        for name in opts.read_by(self) & updated:
+            if getattr(ctx.options, name) < 0:
+                raise exceptions.OptionsError(f"{name} must not be negative")
 
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None or not flow.live:

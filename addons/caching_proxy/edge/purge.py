@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from mitmproxy import http
+from mitmproxy.addonmanager import Loader
 
 from caching_proxy.cache.addon import CacheAddon
 from caching_proxy.cache.serve import own_answer
+from caching_proxy.cli import options as opts
 from caching_proxy.edge.fail_closed import fail_closed
 from caching_proxy.policy.keys import origin_of, request_key, target_of, url_key
 from caching_proxy.policy.tags import parse_tags
@@ -141,6 +143,9 @@ def prefix_glob(prefix: str) -> str:
 class Purge:
     def __init__(self, cache: CacheAddon) -> None:
         self.cache = cache
+
+    def load(self, loader: Loader) -> None:
+        opts.declare(loader, self)
 
     @fail_closed
     def request(self, flow: http.HTTPFlow) -> None:

@@ -43,6 +43,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mitmproxy import connection, ctx, flow, http
+from mitmproxy.addonmanager import Loader
 from mitmproxy.net.http import http1, url
 from mitmproxy.proxy import layer
 from mitmproxy.proxy.layers import http as http_layers
@@ -50,6 +51,7 @@ from mitmproxy.proxy.layers.http._http1 import Http1Server
 from mitmproxy.proxy.mode_specs import ReverseMode
 
 from caching_proxy.cache.lookup import Reuse
+from caching_proxy.cli import options as opts
 from caching_proxy.edge.guard import head_refusal
 from caching_proxy.mitm.client_http1 import REQUEST_LINE
 from caching_proxy.mitm.hook_table import HookTable, call_each
@@ -316,6 +318,11 @@ def _warn_once(message: str) -> None:
         log.warning(f"caching-proxy: {message}")
 
 
+# What the lane is made of: its own options and the mitmproxy ones it reads per connection.
+LANE_OPTIONS = frozenset({"cache_hit_lane", "cache_tls_cert", "keep_host_header",
+                          "validate_inbound_headers", "mode"})
+
+
 class HitLane:
     """The addon: a LaneReader for each cleartext client connection, while the cache_hit_lane
     option is on, the master dispatches through a HookTable (the lean master) and the listener
@@ -327,7 +334,12 @@ class HitLane:
         self._reuse: Reuse | None = None
         self._table: HookTable | None = None
 
+    def load(self, loader: Loader) -> None:
+        opts.declare(loader, self)
+
     def configure(self, updated: set[str]) -> None:
+        if not updated & LANE_OPTIONS:
+            return
         self._lane_for.clear()
         table = ctx.master.addons
         cache = table.get("cacheaddon")

@@ -19,7 +19,6 @@ from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, termlog,
 
 from caching_proxy.bundle import addons
 from caching_proxy.mitm import error_page
-from caching_proxy.mitm.hit_lane import HitLane
 from caching_proxy.mitm.hook_table import HookTable
 
 
@@ -96,10 +95,6 @@ def run(
         else:
             m = LeanMaster(opts)
         m.addons.add(*addons(marks=web))
-        if not web:
-            # After the bundle: its client_connected runs once ClientLimits has refused or
-            # wrapped the connection.
-            m.addons.add(HitLane())
         from caching_proxy.store.redis.urls import redact_store_url
 
         # The store as shown: a Redis URL's passwords as ***.

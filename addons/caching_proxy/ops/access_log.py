@@ -18,7 +18,9 @@ import sys
 import time
 
 from mitmproxy import ctx, exceptions, http
+from mitmproxy.addonmanager import Loader
 
+from caching_proxy.cli import options as opts
 from caching_proxy.ops.log_formats import Formatter, format_text, parse_format
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,9 @@ class AccessLog:
         self.stdout = sys.stdout.fileno() if sys.stdout is not None else -1
         self.fd = self.stdout
         self.path = ""
+
+    def load(self, loader: Loader) -> None:
+        opts.declare(loader, self)
 
     def configure(self, updated: set[str]) -> None:
         if "cache_access_log" in updated:

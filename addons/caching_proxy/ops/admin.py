@@ -33,7 +33,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 if TYPE_CHECKING:
     from caching_proxy.ops.metrics import Metrics
 
+from mitmproxy.addonmanager import Loader
+
 from caching_proxy.cache.addon import CacheAddon
+from caching_proxy.cli import options as opts
 from caching_proxy.edge.purge import is_loopback, prefix_glob, remove, remove_tags
 from caching_proxy.mitm import workers
 from caching_proxy.ops.admin_http import JSON, ApiError, BoundedServer, GuardedHandler, json_error
@@ -271,6 +274,9 @@ class Admin:
         self.metrics = metrics
         self.server: AdminServer | None = None
         self.thread: threading.Thread | None = None
+
+    def load(self, loader: Loader) -> None:
+        opts.declare(loader, self)
 
     def configure(self, updated: set[str]) -> None:
         watched = {"cache_admin_port", "cache_admin_host", "cache_purge_secret", "mode"}

@@ -14,11 +14,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from mitmproxy import ctx, exceptions, http
+from mitmproxy.addonmanager import Loader
 from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from caching_proxy.cache.addon import STORE_ERRORS, CacheAddon
+from caching_proxy.cli import options as opts
 from caching_proxy.mitm import workers
 from caching_proxy.ops.counters import COUNTER_NAMES, Counters, hit_ratio
 
@@ -79,6 +81,9 @@ class Metrics:
         )
         self.server: Any = None
         self.admin_serves = False  # set by admin.Admin while it serves /metrics
+
+    def load(self, loader: Loader) -> None:
+        opts.declare(loader, self)
 
     def configure(self, updated: set[str]) -> None:
         if "cache_metrics_port" not in updated:
