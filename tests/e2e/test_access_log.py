@@ -9,25 +9,18 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from support.client import fetch
 from support.origin import Origin, free_port
+from support.polling import wait_until
 from support.proxy import Proxy, cli
 
 FRESH = [("Cache-Control", "max-age=600")]
 COMBINED = re.compile(
     r'^127\.0\.0\.1 - - \[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d \+0000\] "GET /c HTTP/1\.1" '
     r'200 3 "http://ref/" "agent/1" (MISS|HIT) "caching-proxy; [^"]+"$')
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def lines_of(path: Path) -> list[str]:
@@ -39,7 +32,7 @@ def test_combined_lines_carry_the_cache_status(origin: Origin, make_proxy: Any) 
     proxy = make_proxy("--log-format", "combined")
     for _ in range(2):
         fetch(proxy.url + "/c", headers={"Referer": "http://ref/", "User-Agent": "agent/1"})
-    wait_for(lambda: len([x for x in proxy.lines if '"GET /c ' in x]) == 2)
+    wait_until(lambda: len([x for x in proxy.lines if '"GET /c ' in x]) == 2)
     miss, hit = (x for x in proxy.lines if '"GET /c ' in x)
     assert COMBINED.match(miss) and COMBINED.match(hit), (miss, hit)
     assert re.search(r'MISS "caching-proxy; fwd=uri-miss; stored; ttl=\d+"$', miss), miss
@@ -50,7 +43,7 @@ def test_template_and_its_errors(origin: Origin, make_proxy: Any, tmp_path: Path
     origin.route("/t", 200, FRESH, b"abcd")
     proxy = make_proxy("--log-format", '%m %U%q %s %B %{X-Cache}o %D %%')
     fetch(proxy.url + "/t?a=1")
-    wait_for(lambda: any(x.startswith("GET /t?a=1 ") for x in proxy.lines))
+    wait_until(lambda: any(x.startswith("GET /t?a=1 ") for x in proxy.lines))
     line = next(x for x in proxy.lines if x.startswith("GET /t?a=1 "))
     assert re.fullmatch(r"GET /t\?a=1 200 4 MISS \d+ %", line), line
 
@@ -76,17 +69,17 @@ def test_access_log_file_is_reopened_on_sigusr1_by_every_worker(
     proxy = make_proxy("--workers", "2", "--access-log", str(log), "--log-format", "combined")
     for _ in range(10):
         fetch(proxy.url + "/f")
-    wait_for(lambda: len(lines_of(log)) == 10)
+    wait_until(lambda: len(lines_of(log)) == 10)
     assert not [x for x in proxy.lines if '"GET /f ' in x]  # not on standard output
     os.rename(log, tmp_path / "access.log.1")  # what logrotate does, then its postrotate:
     assert proxy.proc is not None
     proxy.proc.send_signal(signal.SIGUSR1)  # the supervisor passes it on to both workers
-    wait_for(log.exists)
+    wait_until(log.exists)
     time.sleep(0.5)  # both workers reopen within the same loop turn as the signal
     assert proxy.proc.poll() is None
     for _ in range(10):
         fetch(proxy.url + "/f")
-    wait_for(lambda: len(lines_of(log)) == 10)
+    wait_until(lambda: len(lines_of(log)) == 10)
     old = lines_of(tmp_path / "access.log.1")
     assert len(old) == 10
     assert all(' "GET /f HTTP/1.1" 200 1 ' in x for x in old + lines_of(log))
@@ -128,7 +121,7 @@ def test_sigusr1_while_the_workers_start_kills_nobody(origin: Origin, tmp_path: 
         assert proxy.proc is not None and proxy.proc.poll() is None, proxy.output
         for _ in range(10):
             assert fetch(proxy.url + "/s").status == 200
-        wait_for(lambda: len(lines_of(log)) == 10)
+        wait_until(lambda: len(lines_of(log)) == 10)
     finally:
         proxy.stop()
 
@@ -140,8 +133,8 @@ def test_connection_lines_only_with_verbose(origin: Origin, make_proxy: Any,
     verbose = make_proxy("--verbose", cache_dir=tmp_path / "c2")
     for proxy in (quiet, verbose):
         fetch(proxy.url + "/v")
-        wait_for(lambda p=proxy: any(" /v " in x for x in p.lines))
-    wait_for(lambda: any("client disconnect" in x for x in verbose.lines))
+        wait_until(lambda p=proxy: any(" /v " in x for x in p.lines))
+    wait_until(lambda: any("client disconnect" in x for x in verbose.lines))
     assert any("server connect" in x for x in verbose.lines)
     time.sleep(0.3)
     assert not [x for x in quiet.lines if "client connect" in x or "server connect" in x

@@ -30,6 +30,7 @@ from caching_proxy.store.redis.store import OUTAGE_BACKOFF, StoreUnavailable
 from support.client import Response, fetch
 from support.entries import make_entry
 from support.origin import Origin
+from support.polling import wait_until
 from support.proxy import Proxy, cli
 from support.redis_cluster import (
     LocalCluster,
@@ -358,7 +359,7 @@ def test_a_purge_on_any_master_reaches_another_memory_tier_within_milliseconds(
     urls = [key_of(shared_origin, path) for paths in spread.values() for path in paths]
     try:
         masters = names(primaries(cluster))
-        wait_until(lambda: tier.changes.listening == masters, "subscribed on every master")
+        wait_for_failover(lambda: tier.changes.listening == masters, "subscribed on every master")
         for url in urls:
             writer.put(make_entry(url, body=b"purged"), 60)
         time.sleep(0.2)  # the puts' own announcements have arrived
@@ -416,7 +417,7 @@ def test_a_copy_read_right_after_a_write_outlives_the_copies_other_masters_forwa
     urls = list({slot_of(url): url for url in (
         key_of(shared_origin, path) for paths in spread.values() for path in paths)}.values())
     try:
-        wait_until(lambda: tier.changes.listening == names(primaries(cluster)),
+        wait_for_failover(lambda: tier.changes.listening == names(primaries(cluster)),
                    "subscribed on every master")
         for url in urls:
             before = tier.changes.read(url)
@@ -647,7 +648,7 @@ def test_a_killed_master_fails_over_without_wrong_bytes(
     watcher = open_store(cluster.url, memory_size=1 << 20)
     changes = watcher.backend.changes
     before_failover = primaries(cluster)
-    wait_until(lambda: changes.listening == names(before_failover), "subscribed everywhere")
+    wait_for_failover(lambda: changes.listening == names(before_failover), "subscribed everywhere")
     victim = before_failover[0]
     slots = cluster.slots()
     spread = paths_by_master(cluster, shared_origin, "fo", per_master=2)
@@ -683,7 +684,7 @@ def test_a_killed_master_fails_over_without_wrong_bytes(
     after = primaries(cluster)
     promoted = cluster.master_of(redis_key(key_of(shared_origin, spread[victim][0])))
     assert victim not in after and promoted in after
-    wait_until(lambda: changes.listening == names(after), "subscribed on the new primaries")
+    wait_for_failover(lambda: changes.listening == names(after), "subscribed on the new primaries")
     wait_subscribed([promoted], 3)
     assert changes.read("y") == changes.read("y")
     before = changes.read(key_of(shared_origin, paths[0]))
@@ -697,7 +698,7 @@ def test_a_killed_master_fails_over_without_wrong_bytes(
         time.sleep(OUTAGE_BACKOFF + 0.2)
         purged = fetch(a.url + paths[0], method="PURGE")
     assert purged.status == 200, f"{purged.body!r}" + logs(a, b)
-    wait_until(lambda: changes.read(key_of(shared_origin, paths[0])) != before, "told")
+    wait_for_failover(lambda: changes.read(key_of(shared_origin, paths[0])) != before, "told")
     watcher.close()
 
 
@@ -705,11 +706,8 @@ def names(ports: list[int]) -> list[str]:
     return [f"127.0.0.1:{port}" for port in ports]
 
 
-def wait_until(check: Any, what: str, timeout: float = FAILOVER_BOUND) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"not {what} within {timeout} s"
-        time.sleep(0.05)
+def wait_for_failover(check: Any, what: str, timeout: float = FAILOVER_BOUND) -> None:
+    wait_until(check, timeout, what, interval=0.05)
 
 
 # -- Sentinel ---------------------------------------------------------------------------------
@@ -742,6 +740,6 @@ def test_sentinel_master_killed_hits_resume_on_the_promoted_replica(
         if fetch(b.url + probe).x_cache == "HIT" and shared_origin.count(probe) == 1:
             break
     # The sentinel asked may hear of the promotion from the one that made it a moment later.
-    wait_until(lambda: sentinel.master_port() == sentinel.replica.port,
+    wait_for_failover(lambda: sentinel.master_port() == sentinel.replica.port,
                "the promoted replica named by the sentinel")
 

@@ -8,16 +8,8 @@ from pathlib import Path
 
 from support.client import fetch
 from support.origin import Origin, Reply, Seen
+from support.polling import wait_until
 from support.proxy import Proxy
-
-
-def wait_for(predicate: object, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_stale_while_revalidate_serves_at_once_and_refreshes_once(
@@ -45,7 +37,7 @@ def test_stale_while_revalidate_serves_at_once_and_refreshes_once(
     assert all("detail=stale-while-revalidate" in (a.header("Cache-Status") or "")
                for a in answers)
     assert elapsed < 1.9  # not held up by the 2 s refresh
-    assert wait_for(lambda: fetch(proxy.url + "/swr").body == b"version 2")
+    wait_until(lambda: fetch(proxy.url + "/swr").body == b"version 2")
     assert origin.count("/swr") == 2  # one refresh for all eight
     assert calls[1].header("If-None-Match") == '"v1"'
 
@@ -149,5 +141,5 @@ def test_background_refresh_of_an_https_origin_uses_the_proxy_tls_settings(
         stale = fetch(proxy.url + "/s")
         assert stale.body == b"one" and stale.x_cache == "HIT"
         # Verified against the CA the proxy was given, the refresh stored the new version.
-        assert wait_for(lambda: fetch(proxy.url + "/s").body == b"two")
+        wait_until(lambda: fetch(proxy.url + "/s").body == b"two")
     assert tls_origin.count("/s") == 2

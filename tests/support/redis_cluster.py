@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import redis
 from redis.crc import key_slot
 
 from support.origin import free_port
+from support.polling import wait_until
 from support.redis_server import STORE_ARGS, RedisServer
 
 # A master syncs a new replica at once (Redis waits 5 s for more replicas to share the sync).
@@ -38,15 +38,8 @@ def require_redis_tools() -> None:
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except redis.RedisError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"not {what} within {timeout:g} s")
+    """Until `check()`, a Redis error counting as "not yet" (a server still starting)."""
+    wait_until(check, timeout, what, interval=0.05, ignore=(redis.RedisError,))
 
 
 def admin(port: int) -> redis.Redis:

@@ -16,6 +16,7 @@ import pytest
 from caching_proxy.store import generations
 from caching_proxy.store.generations import SubscribedGenerations, slot_of
 from caching_proxy.store.redis.keys import announced, announcement
+from support import polling
 
 URL = "http://o:80/a"
 
@@ -86,48 +87,46 @@ def up(changes: SubscribedGenerations) -> bool:
     return changes.read(URL) == changes.read(URL)
 
 
-def wait_until(check: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 2
-    while not check():
-        assert time.monotonic() < deadline, "not in time"
-        time.sleep(0.005)
+def soon(check: Callable[[], bool]) -> None:
+    """Within 2 s, looked at every 5 ms (these are in-process threads)."""
+    polling.wait_until(check, timeout=2, interval=0.005)
 
 
 def test_up_only_while_every_node_is_subscribed(
         fake: tuple[FakeNodes, SubscribedGenerations]) -> None:
     nodes, changes = fake
-    wait_until(lambda: changes.listening == ["a:1", "b:1", "c:1"] and up(changes))
+    soon(lambda: changes.listening == ["a:1", "b:1", "c:1"] and up(changes))
     before = changes.read(URL)
     nodes.down.add("b:1")  # one of three
-    wait_until(lambda: not up(changes))
+    soon(lambda: not up(changes))
     for _ in range(20):  # never a token twice while b is down, though a and c are fine
         assert changes.read(URL) != changes.read(URL)
         time.sleep(0.005)
     nodes.down.clear()
-    wait_until(lambda: up(changes))
+    soon(lambda: up(changes))
     assert changes.read(URL) != before  # every counter bumped: older copies are dropped
 
 
 def test_a_message_from_any_node_bumps_its_url(
         fake: tuple[FakeNodes, SubscribedGenerations]) -> None:
     nodes, changes = fake
-    wait_until(lambda: up(changes))
+    soon(lambda: up(changes))
     mine, other = changes.read(URL), changes.read("http://o:80/b")
     nodes.publish(URL)
-    wait_until(lambda: changes.read(URL) != mine)
+    soon(lambda: changes.read(URL) != mine)
     assert changes.read("http://o:80/b") == other
 
 
 def test_the_subscriptions_follow_the_node_set(
         fake: tuple[FakeNodes, SubscribedGenerations]) -> None:
     nodes, changes = fake
-    wait_until(lambda: up(changes))
+    soon(lambda: up(changes))
     before = changes.read(URL)
     nodes.down.add("c:1")  # a failover: c dies, d is promoted
     nodes.nodes = ["a:1", "b:1", "d:1"]
-    wait_until(lambda: changes.listening == ["a:1", "b:1", "d:1"] and up(changes))
+    soon(lambda: changes.listening == ["a:1", "b:1", "d:1"] and up(changes))
     assert changes.read(URL) != before
-    wait_until(lambda: all(p.closed for p in nodes.subscriptions if p.node == "c:1"))
+    soon(lambda: all(p.closed for p in nodes.subscriptions if p.node == "c:1"))
     nodes.unreadable = True  # no node answers the topology: the subscriptions stay
     time.sleep(0.2)
     assert changes.listening == ["a:1", "b:1", "d:1"] and up(changes)
@@ -137,7 +136,7 @@ def test_one_server_has_one_subscription(quick: None) -> None:
     nodes = FakeNodes("")
     changes = SubscribedGenerations(nodes.names, nodes.connect, "changes")
     try:
-        wait_until(lambda: changes.listening == [""] and up(changes))
+        soon(lambda: changes.listening == [""] and up(changes))
         assert len(nodes.subscriptions) == 1
     finally:
         changes.close()
@@ -157,21 +156,21 @@ def test_a_change_heard_from_every_node_is_counted_once(
     once by its ID; another announcement of the same URL is another change; a bare URL (no
     ID) is counted each time it is heard."""
     nodes, changes = fake
-    wait_until(lambda: up(changes))
+    soon(lambda: up(changes))
     for published, more in ((announcement(URL), 1), (announcement(URL), 1), (URL, 3)):
         expected = counted(changes, URL) + more
         nodes.publish(published)  # to each of the three subscriptions
-        wait_until(lambda n=expected: settled(nodes) and counted(changes, URL) == n)
+        soon(lambda n=expected: settled(nodes) and counted(changes, URL) == n)
         time.sleep(0.05)  # any copy still being handled
         assert counted(changes, URL) == expected, published
 
 
 def test_remembered_ids_are_bounded(fake: tuple[FakeNodes, SubscribedGenerations]) -> None:
     nodes, changes = fake
-    wait_until(lambda: up(changes))
+    soon(lambda: up(changes))
     for i in range(generations.HEARD_IDS + 10):
         nodes.publish(announcement(f"{URL}{i}"))
-    wait_until(lambda: settled(nodes))
+    soon(lambda: settled(nodes))
     time.sleep(0.05)
     assert len(changes._heard_ids) == generations.HEARD_IDS
 
