@@ -196,8 +196,13 @@ def header(settings: Settings, origin_kind: str) -> list[str]:
 # -- the servers ------------------------------------------------------------------------------
 
 
+# The proxy as `python -m caching_proxy`, which the previous checkout's package (on PYTHONPATH
+# for the base-* rows) answers as well, whatever its layout; the console script names one module.
+PROXY = [str(BIN / "python"), "-O", "-m", "caching_proxy"]
+
+
 def has_workers_option() -> bool:
-    return "--workers" in command_output([str(BIN / "caching-proxy"), "--help"])
+    return "--workers" in command_output([*PROXY, "--help"])
 
 
 def base_checkout(work: Path, ref: str) -> Path:
@@ -216,7 +221,7 @@ def server_commands(
 ) -> dict[str, tuple[list[str], dict[str, str]]]:
     """NAME: (command with {port}, extra environment) of every server but the origin."""
     def proxy(name: str, *extra: str) -> list[str]:
-        return [str(BIN / "caching-proxy"), "--port", "{port}", "--origin", origin_url,
+        return [*PROXY, "--port", "{port}", "--origin", origin_url,
                 "--cache-dir", str(work / f"cache-{name}"), *extra]
 
     naive = {"NAIVE_ORIGIN": origin_url}

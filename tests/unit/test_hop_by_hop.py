@@ -54,3 +54,12 @@ def test_nothing_to_take_changes_nothing() -> None:
     before = h.fields
     assert not hop_by_hop.strip(h, underscores=True)
     assert h.fields is before
+
+
+def test_a_request_says_itself_whether_it_asks_for_an_upgrade() -> None:
+    asks = headers(("Connection", "keep-alive, Upgrade"), ("Upgrade", "websocket"), ("TE", "x"))
+    hop_by_hop.strip(asks)
+    assert names(asks) == ["Connection", "Upgrade"]
+    granted_not = headers(("Connection", "Upgrade"), ("Upgrade", "websocket"))
+    hop_by_hop.strip(granted_not, upgrade=False)  # a response that is no 101
+    assert names(granted_not) == []

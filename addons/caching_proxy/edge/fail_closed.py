@@ -59,7 +59,8 @@ def fail_closed(hook: F) -> F:
         except Exception as e:
             refuse(subject, where, e)
             return None
-        if inspect.isawaitable(result):
+        # (Most hooks return None: isawaitable only for the rest, it costs more than the hook.)
+        if result is not None and inspect.isawaitable(result):
             return _awaited(result, subject, where)
         return result
 

@@ -65,13 +65,16 @@ BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 def head_refusal(request: http.Request) -> tuple[int, str] | None:
     """What refuses an HTTP/1 request's head as parsed, before mitmproxy or the lane writes the
     origin's Host in: its Host fields (RFC 9112 3.2). None to let it through."""
-    hosts = [v for k, v in request.headers.fields if k.lower() == b"host"]
-    if len(hosts) > 1:
-        return 400, "more than one Host field"
+    host = None
+    for name, value in request.headers.fields:
+        if len(name) == 4 and name.lower() == b"host":
+            if host is not None:
+                return 400, "more than one Host field"
+            host = value
     if request.data.http_version == b"HTTP/1.1":
-        if not hosts:
+        if host is None:
             return 400, "no Host field in an HTTP/1.1 request"
-        if not hosts[0].strip(b" \t"):
+        if not host.strip(b" \t"):
             return 400, "empty Host field"
     return None
 
@@ -125,8 +128,7 @@ class Guard:
         if flow.response is not None:
             return
         request = flow.request
-        hop_by_hop.strip(request.headers, upgrade=hop_by_hop.is_upgrade(request.headers),
-                         underscores=True)
+        hop_by_hop.strip(request.headers, underscores=True)
         # The raw fields, not `in request.headers` (mitmproxy's multidict): 0.3 us, not 1.5.
         if request.method in ("GET", "HEAD") and (
             request.raw_content or any(name.lower() == b"transfer-encoding"

@@ -35,10 +35,11 @@ def _options(fields: tuple[tuple[bytes, bytes], ...]) -> set[bytes]:
     return out
 
 
-def strip(headers: http.Headers, upgrade: bool = False, underscores: bool = False) -> bool:
+def strip(headers: http.Headers, upgrade: bool | None = None, underscores: bool = False) -> bool:
     """Remove the connection-specific fields of `headers` in place (and, with `underscores`,
-    fields whose names hold `_`); `upgrade`: the message asks for or grants a protocol upgrade.
-    Whether anything changed. One pass over the fields when there is nothing to remove."""
+    fields whose names hold `_`); `upgrade`: the message grants a protocol upgrade (None: it
+    is a request, which asks for one when it has Upgrade and `Connection: upgrade`). Whether
+    anything changed. One pass over the fields when there is nothing to remove."""
     fields = headers.fields
     for name, _ in fields:
         lower = name.lower()
@@ -47,6 +48,8 @@ def strip(headers: http.Headers, upgrade: bool = False, underscores: bool = Fals
     else:
         return False
     options = _options(fields)
+    if upgrade is None:
+        upgrade = _asks_upgrade(options, fields)
     kept_options = OWN_OPTIONS | ({b"upgrade"} if upgrade else set())
     # An option the proxy keeps names no field to drop, but `Keep-Alive` the field still goes.
     drop = (HOP_FIELDS | (options - kept_options)) - NEVER_NAMED
@@ -71,5 +74,8 @@ def strip(headers: http.Headers, upgrade: bool = False, underscores: bool = Fals
 
 def is_upgrade(headers: http.Headers) -> bool:
     """A request asking to switch protocols (RFC 9110 7.8) with both fields in place."""
-    return b"upgrade" in _options(headers.fields) and any(
-        name.lower() == b"upgrade" for name, _ in headers.fields)
+    return _asks_upgrade(_options(headers.fields), headers.fields)
+
+
+def _asks_upgrade(options: set[bytes], fields: tuple[tuple[bytes, bytes], ...]) -> bool:
+    return b"upgrade" in options and any(name.lower() == b"upgrade" for name, _ in fields)
