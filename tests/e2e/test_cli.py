@@ -157,3 +157,22 @@ def test_a_hit_needs_no_origin_connection(origin: Origin, proxy: Proxy) -> None:
     origin.stop()
     hit = fetch(proxy.url + "/h")
     assert (hit.status, hit.x_cache, hit.body) == (200, "HIT", b"stored")
+
+
+def test_a_restart_right_after_serving_binds_its_port(origin: Origin, tmp_path: Path) -> None:
+    """The proxy's own connections, closed by its stop, leave sockets in TIME-WAIT on its port:
+    the start-up check binds as the listener does (SO_REUSEADDR), so a restart is not refused."""
+    origin.route("/r", 200, [("Cache-Control", "max-age=60")], b"kept")
+    port = free_port()
+    first = Proxy(origin.url, tmp_path / "cache", port=port).start()
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as held:
+            held.sendall(b"GET /r HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while not answer.endswith(b"kept"):
+                answer += held.recv(65536)
+            first.stop()  # the proxy closes the kept-alive connection first: TIME-WAIT is its
+    finally:
+        first.stop()
+    with Proxy(origin.url, tmp_path / "cache", port=port) as again:
+        assert fetch(again.url + "/r").body == b"kept"

@@ -297,3 +297,19 @@ def test_a_late_leader_wakes_nobody_elses_waiters() -> None:
         assert second.done() and fills.waiting_on("k", bound=60) is None
 
     asyncio.run(scenario())
+
+
+def test_a_fresh_entry_revalidated_for_the_clients_no_cache_says_fwd_request(
+        run: Callable[..., None], origin: Origin) -> None:
+    """RFC 9211: the request's directives sent it forward (fwd=request), not staleness."""
+    etag_route(origin, "/nc", "max-age=600")
+
+    async def scenario(h: Harness) -> None:
+        await h.get("/nc")
+        for directive in ("no-cache", "max-age=0"):
+            h.clock.advance(1)  # an age of 1 s: older than max-age=0 allows
+            flow = await h.get("/nc", Cache_Control=directive)
+            assert cache_status(flow)[0].startswith("caching-proxy; fwd=request; fwd-status=304")
+        assert origin.count("/nc") == 3
+
+    run(scenario)

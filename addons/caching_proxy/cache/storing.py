@@ -377,7 +377,8 @@ class Filler:
         lookup = evaluate(NO_DIRECTIVES, entry.meta, now)
         serve.answer(flow, state, entry, self.shared, age=lookup.age, outcome="revalidated",
                      request_headers=state.client_conditionals,
-                     status=cache_status(CACHE_NAME, hit=False, fwd="stale", fwd_status=304,
+                     # RFC 9211: why it went forward, "stale" or the client's "request".
+                     status=cache_status(CACHE_NAME, hit=False, fwd=state.fwd, fwd_status=304,
                                          stored=stored, ttl=lookup.ttl))
 
     def _invalidate(self, key: str, request: http.Request, response: http.Response) -> None:

@@ -183,6 +183,9 @@ def check_port_free(host: str, port: int) -> None:
         fail(f"cannot listen on {host}: {e.strerror}")
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as s:
+        # As the listener itself binds (asyncio sets it): the proxy's own connections closed a
+        # moment ago (TIME-WAIT) must not make a restart fail for a minute.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(address)
         except OSError as e:
