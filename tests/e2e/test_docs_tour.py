@@ -11,7 +11,6 @@ store's bytes) are compared by shape.
 from __future__ import annotations
 
 import http.client
-import json
 import re
 import shlex
 import shutil
@@ -27,6 +26,7 @@ import pytest
 
 from support.origin import Origin, free_port
 from support.proxy import Proxy, cli
+from support.web import WebSession
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 PROXY, ORIGIN, WEB = "http://127.0.0.1:3000", "http://dummyjson.com", "http://127.0.0.1:8081"
@@ -191,8 +191,8 @@ def test_the_tour_under_mitmweb(origin: Origin, tmp_path: Path) -> None:
         for _ in range(2):
             with urllib.request.urlopen(proxy.url + "/products/1", timeout=10) as r:
                 r.read()
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/flows", timeout=10) as r:
-            flows = json.load(r)
+        # Opened as the tour says: the start-up line's URL (with mitmproxy 12's token).
+        flows = WebSession(proxy).get_json("/flows")
     marks = [(f["marked"], f["comment"]) for f in flows]
     assert marks == [("🌐", "cache MISS (stored)"), ("💾", "cache HIT")]
     for marker, comment in marks:  # what the README says the markers and comments are

@@ -3,7 +3,6 @@ each against a real store and a real running proxy."""
 
 from __future__ import annotations
 
-import http.cookiejar
 import json
 import time
 import urllib.request
@@ -13,6 +12,7 @@ from typing import Any
 from support.client import fetch
 from support.origin import Origin, Reply, Seen, free_port
 from support.proxy import Proxy, cli
+from support.web import WebSession
 
 FRESH = [("Cache-Control", "max-age=600")]
 
@@ -234,18 +234,12 @@ def test_commands_from_mitmweb(origin: Origin, tmp_path: Path) -> None:
     with Proxy(origin.url, tmp_path / "cache", "--web", "--web-port", str(web_port)) as proxy:
         fetch(proxy.url + "/c")
         fetch(proxy.url + "/c")
-        jar = http.cookiejar.CookieJar()
-        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-        base = f"http://127.0.0.1:{web_port}"
-        opener.open(base + "/", timeout=10).read()
-        xsrf = next(c.value for c in jar if c.name == "_xsrf")
+        # A browser's session, opened at the start-up line's URL (mitmproxy 12: its token).
+        web = WebSession(proxy)
+        assert web.base == f"http://127.0.0.1:{web_port}"
 
         def command(name: str, *arguments: str) -> Any:
-            request = urllib.request.Request(
-                f"{base}/commands/{name}", data=json.dumps({"arguments": list(arguments)}).encode(),
-                headers={"X-XSRFToken": xsrf, "Content-Type": "application/json"}, method="POST")
-            with opener.open(request, timeout=10) as r:
-                return json.load(r)
+            return web.post_json(f"/commands/{name}", {"arguments": list(arguments)})
 
         stats = json.loads(command("cache.stats")["value"])
         assert (stats["hits"], stats["misses"], stats["entries"]) == (1, 1, 1)

@@ -3,14 +3,13 @@ answered after a revalidation shows its time."""
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 from pathlib import Path
 
 from support.client import fetch
 from support.origin import Origin, Reply, Seen, free_port
 from support.proxy import Proxy
+from support.web import WebSession
 
 
 def test_web_mode_caches_and_labels_each_outcome(origin: Origin, tmp_path: Path) -> None:
@@ -31,8 +30,8 @@ def test_web_mode_caches_and_labels_each_outcome(origin: Origin, tmp_path: Path)
         time.sleep(1.5)
         revalidated = fetch(proxy.url + "/r")
         assert "fwd-status=304" in (revalidated.header("Cache-Status") or "")
-        with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/flows", timeout=10) as r:
-            flows = json.load(r)
+        # Through the start-up line's URL (mitmproxy 12's carries mitmweb's token).
+        flows = WebSession(proxy).get_json("/flows")
     assert origin.count("/w") == 2 and origin.count("/r") == 2
     labels = [(f["request"]["method"], f["request"]["path"], f["marked"], f["comment"])
               for f in flows]

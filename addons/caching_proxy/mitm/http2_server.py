@@ -34,9 +34,12 @@ Cache-Status), with lowercased field names and no connection-specific fields, en
 stream. The connection stays open (an HTTP/1 client's is closed after such an answer, as
 mitmproxy does after any error page). A stream mitmproxy would reset is still reset.
 
-Written against mitmproxy 11 and h2 4.1; `problems()` names anything another version changed,
-and tests/e2e/test_http2_hostile.py drives both behaviours through a real proxy. Where something is
-missing nothing is patched (warned once).
+Written against mitmproxy 11 with h2 4.1 and mitmproxy 12 with h2 4.4, which differ in two places
+the wrappers meet: h2 4.4 keeps the frame buffer's bytes in a bytearray `_data` (4.1: bytes
+`data`; `data_attribute` finds which), and mitmproxy 12's ResponseProtocolError.code is an
+ErrorCode naming its page's status (11: the status; `page_status`). `problems()` names anything
+another version changed, and tests/e2e/test_http2_hostile.py drives both behaviours through a
+real proxy. Where something is missing nothing is patched (warned once).
 """
 
 from __future__ import annotations
@@ -64,10 +67,14 @@ CONNECTION_SPECIFIC = frozenset({b"connection", b"keep-alive", b"proxy-connectio
 FRAME_HEADER = 9  # bytes: length (3), type, flags, stream id (4)
 BLOCK_FRAME_TYPES = frozenset({0x1, 0x5, 0x9})  # HEADERS, PUSH_PROMISE, CONTINUATION (RFC 9113 6)
 
+# Where FrameBuffer keeps its unparsed bytes: `_data`, a bytearray (h2 4.4); `data`, bytes (4.1).
+DATA_ATTRIBUTES = ("_data", "data")
+
 _ORIGINAL = "_caching_proxy_original"  # on a wrapper: the function it wraps
 
 Gen = Generator[Any, Any, Any]
 _originals: dict[str, Callable[..., Any]] = {}
+_data_attribute = "data"  # of FrameBuffer: set by install() (data_attribute)
 
 
 # -- header blocks ----------------------------------------------------------------------------
@@ -78,7 +85,7 @@ def _next(self: Any) -> Any:
     block's), so every frame comes through here."""
     from h2.exceptions import DenialOfServiceError, FrameTooLargeError  # type: ignore[import-untyped]
 
-    data = self.data
+    data = getattr(self, _data_attribute)
     if len(data) >= FRAME_HEADER:
         length = int.from_bytes(data[:3], "big")
         if data[3] in BLOCK_FRAME_TYPES:
@@ -87,16 +94,23 @@ def _next(self: Any) -> Any:
                 # The connection ends here: what it buffered is freed now, not once the cyclic
                 # garbage collector gets to the dead connection's objects.
                 self._headers_buffer = []
-                self.data = b""
+                setattr(self, _data_attribute, data[:0])  # empty, of h2's type
                 raise DenialOfServiceError(
                     f"header block over {MAX_HEADER_BLOCK} bytes ({held} held, a frame of "
                     f"{length} more)")
         # h2 sets max_frame_size before it iterates; 0 only on a buffer never fed.
         if self.max_frame_size and length > self.max_frame_size:
-            self.data = b""
+            setattr(self, _data_attribute, data[:0])
             raise FrameTooLargeError(f"Received overlong frame: length {length}, "
                                      f"max {self.max_frame_size}")
     return _originals["__next__"](self)
+
+
+def data_attribute(buffer: Any) -> str | None:
+    """Where FrameBuffer keeps the bytes not yet parsed: the attribute its __init__ sets and its
+    own __next__ reads; None if neither name is."""
+    init, step = _names(getattr(buffer, "__init__", None)), _names(_unwrapped(buffer, "__next__"))
+    return next((name for name in DATA_ATTRIBUTES if name in init and name in step), None)
 
 
 # -- answers instead of mitmproxy's error page ------------------------------------------------
@@ -106,23 +120,35 @@ def _handle_event(self: Any, event: Any) -> Gen:
     from mitmproxy.proxy.layers.http._events import ResponseProtocolError
 
     if isinstance(event, ResponseProtocolError):
-        if _would_write_page(self, event):
-            response = error_page.answer_for(event.code, event.message)
+        status = page_status(event.code)
+        if status is not None and _would_write_page(self, event):
+            response = error_page.answer_for(status, event.message)
             yield from _send(self, event.stream_id, response)
             return
         error_page.take_answer(event.message)  # a reset stream: nothing to answer on
     yield from _originals["_handle_event"](self, event)
 
 
-def _would_write_page(self: Any, event: Any) -> bool:
-    """The condition of Http2Connection._handle_event for writing its error page."""
+def page_status(code: Any) -> int | None:
+    """The status of the page for a ResponseProtocolError's `code`; None where mitmproxy writes
+    none. mitmproxy 11 gives the status itself (NO_RESPONSE: none); 12 an ErrorCode, which
+    names its status (None: none)."""
     from mitmproxy.net.http import status_codes
 
+    if isinstance(code, int):
+        return None if code == status_codes.NO_RESPONSE else code
+    status = code.http_status_code() if callable(getattr(code, "http_status_code", None)) else None
+    return status if isinstance(status, int) else None
+
+
+def _would_write_page(self: Any, event: Any) -> bool:
+    """The condition of Http2Connection._handle_event for writing its error page (its status
+    aside: page_status)."""
     stream_id = event.stream_id
     if self.is_closed(stream_id) or not self.is_open_for_us(stream_id):
         return False
     stream = self.h2_conn.streams[stream_id]
-    return not stream.state_machine.headers_sent and event.code != status_codes.NO_RESPONSE
+    return not stream.state_machine.headers_sent
 
 
 def h2_fields(response: http.Response) -> list[tuple[bytes, bytes]]:
@@ -176,6 +202,8 @@ def install() -> bool:
                     "are bounded only by h2, and HTTP/2 clients get mitmproxy's error page",
                     "; ".join(found))
         return False
+    global _data_attribute
+    _data_attribute = data_attribute(_class(FRAME_BUFFER_MODULE, "FrameBuffer")) or "data"
     for method, (module, name, wrapper) in _WRAPPERS.items():
         cls = _class(module, name)
         original = _unwrapped(cls, method)
@@ -214,14 +242,17 @@ def problems() -> list[str]:
         step = _unwrapped(buffer, "__next__")
         if step is None or getattr(step, "__code__", None) is None:
             found.append(f"{FRAME_BUFFER_MODULE}.FrameBuffer.__next__ is gone")
-        elif not {"data", "parse_frame_header", "_validate_frame_length",
-                  "_update_header_buffer", "__next__"} <= _names(step):
+        elif not {"parse_frame_header", "_validate_frame_length", "_update_header_buffer",
+                  "__next__"} <= _names(step):
             found.append(f"{FRAME_BUFFER_MODULE}.FrameBuffer.__next__ no longer parses the "
-                         "frame at the head of `data`, checks its length, passes it through "
-                         "_update_header_buffer and recurses for the next")
-        if not {"data", "max_frame_size", "_headers_buffer"} <= _names(buffer.__init__):
-            found.append(f"{FRAME_BUFFER_MODULE}.FrameBuffer.data/max_frame_size/"
-                         "_headers_buffer are gone")
+                         "frame at the head of its buffer, checks its length, passes it "
+                         "through _update_header_buffer and recurses for the next")
+        if data_attribute(buffer) is None:
+            found.append(f"{FRAME_BUFFER_MODULE}.FrameBuffer keeps the bytes its __next__ "
+                         f"parses in none of {', '.join(DATA_ATTRIBUTES)}")
+        if not {"max_frame_size", "_headers_buffer"} <= _names(buffer.__init__):
+            found.append(f"{FRAME_BUFFER_MODULE}.FrameBuffer.max_frame_size/_headers_buffer "
+                         "are gone")
         if "_headers_buffer" not in _names(getattr(buffer, "_update_header_buffer", None)):
             found.append(f"{FRAME_BUFFER_MODULE}.FrameBuffer._update_header_buffer no longer "
                          "keeps a header block's frames in _headers_buffer")
@@ -246,8 +277,9 @@ def _server_problems() -> list[str]:
     if code is None or code.co_varnames[:2] != ("self", "event"):
         found.append(f"{HTTP2_MODULE}.Http2Server._handle_event(self, event) is gone")
     page = _names(getattr(base, "_handle_event", None))
-    if not {"ResponseProtocolError", "is_closed", "is_open_for_us", "headers_sent",
-            "NO_RESPONSE", "format_error"} <= page:
+    # Where it writes no page: code NO_RESPONSE (mitmproxy 11); no http_status_code() (12).
+    if not ({"ResponseProtocolError", "is_closed", "is_open_for_us", "headers_sent",
+             "format_error"} <= page and {"NO_RESPONSE", "http_status_code"} & page):
         found.append(f"{HTTP2_MODULE}.Http2Connection._handle_event no longer writes its error "
                      "page for a ResponseProtocolError on a stream open for us with no head "
                      "sent yet")
@@ -267,4 +299,8 @@ def _server_problems() -> list[str]:
                           {}))
     if fields[:3] != ["stream_id", "message", "code"]:
         found.append(f"{EVENTS_MODULE}.ResponseProtocolError(stream_id, message, code) is gone")
+    codes = _class(EVENTS_MODULE, "ErrorCode")  # mitmproxy 12's `code`; 11's is the status
+    if codes is not None and not callable(getattr(codes, "http_status_code", None)):
+        found.append(f"{EVENTS_MODULE}.ErrorCode.http_status_code is gone: page_status cannot "
+                     "tell a page's status")
     return found

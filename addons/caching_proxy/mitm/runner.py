@@ -12,6 +12,7 @@ import gc
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from mitmproxy import exceptions, master, options
@@ -52,13 +53,25 @@ class FreezeStartup:
 
 
 class Banner:
-    """Says once, when the listener is up, where the proxy listens and what it caches."""
+    """Says once, when the listener is up, where the proxy listens and what it caches. The line
+    is made then: mitmweb's URL is known only once its options are configured."""
 
-    def __init__(self, line: str) -> None:
+    def __init__(self, line: Callable[[], str]) -> None:
         self.line = line
 
     def running(self) -> None:
-        print(self.line, flush=True)
+        print(self.line(), flush=True)
+
+
+def web_url(m: master.Master) -> str:
+    """The address a person opens mitmweb at. mitmproxy 12's mitmweb requires a token and
+    gives its URL with it (`?token=`; none when `web_password` is set: its login page asks for
+    that); mitmproxy 11's needs none and has no such property: built as it prints it."""
+    url = getattr(m, "web_url", None)
+    if isinstance(url, str):
+        return url
+    host = m.options.web_host
+    return f"http://{f'[{host}]' if ':' in host else host}:{m.options.web_port}/"
 
 
 def run(
@@ -99,14 +112,18 @@ def run(
 
         # The store as shown: a Redis URL's passwords as ***.
         store = redact_store_url(cache_options.get("cache_store") or cache_options["cache_dir"])
-        line = (
-            f"caching-proxy: listening on {'https' if cache_options.get('cache_tls_cert') else 'http'}"
-            f"://{host}:{port}, origin {origin}, cache {store}"
-        )
-        if web:
-            line += f", inspect at http://127.0.0.1:{web_port}"
-        if workers > 1:
-            line += f", {workers} workers"
+
+        def line() -> str:
+            text = (
+                f"caching-proxy: listening on {'https' if cache_options.get('cache_tls_cert') else 'http'}"
+                f"://{host}:{port}, origin {origin}, cache {store}"
+            )
+            if web:
+                text += f", inspect at {web_url(m)}"
+            if workers > 1:
+                text += f", {workers} workers"
+            return text
+
         if banner:
             m.addons.add(Banner(line))
         m.addons.add(FreezeStartup())
