@@ -11,6 +11,7 @@ from typing import Any
 
 from support.client import fetch
 from support.origin import Origin, Reply, Seen, free_port
+from support.polling import wait_until
 from support.proxy import Proxy, cli
 from support.web import WebSession
 
@@ -21,13 +22,6 @@ def json_of(*args: str) -> Any:
     done = cli(*args, "--json")
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
-
-
-def wait_for(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def test_cli_purge_url_path_and_prefix_while_proxy_serves(origin: Origin, proxy: Proxy) -> None:
@@ -135,7 +129,7 @@ def test_stats_of_a_running_proxy_within_a_second(origin: Origin, proxy: Proxy) 
         stats = json_of("--cache-dir", str(proxy.cache_dir), "--stats")["stats"]
         return bool(stats["hits"] == 2 and stats["misses"] == 1)
 
-    wait_for(seen, timeout=5)
+    wait_until(seen, timeout=5)
 
 
 def test_list_shows_urls_status_size_age_ttl_variants(origin: Origin, proxy: Proxy) -> None:
@@ -167,14 +161,14 @@ def test_access_log_text_json_and_quiet(origin: Origin, make_proxy: Any, tmp_pat
     text = make_proxy(cache_dir=tmp_path / "c1")
     fetch(text.url + "/a")
     fetch(text.url + "/a")
-    wait_for(lambda: len(access_lines(text, " /a ")) == 2)
+    wait_until(lambda: len(access_lines(text, " /a ")) == 2)
     miss, hit = access_lines(text, " /a ")
     assert " GET /a 200 MISS " in miss and " GET /a 200 HIT " in hit
     assert '"caching-proxy; hit; ttl=' in hit and " 3 " in hit and hit.endswith("ms")
 
     as_json = make_proxy("--log-format", "json", cache_dir=tmp_path / "c2")
     fetch(as_json.url + "/a")
-    wait_for(lambda: len(access_lines(as_json, '"path": "/a"')) == 1)
+    wait_until(lambda: len(access_lines(as_json, '"path": "/a"')) == 1)
     record = json.loads(access_lines(as_json, '"path": "/a"')[0])
     assert {k: record[k] for k in ("method", "path", "status", "x_cache", "bytes")} == {
         "method": "GET", "path": "/a", "status": 200, "x_cache": "MISS", "bytes": 3}
