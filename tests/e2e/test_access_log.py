@@ -4,6 +4,7 @@ only with `--verbose`."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from support.client import fetch
-from support.origin import Origin, free_port
+from support.origin import Origin, Reply, free_port
 from support.polling import wait_until
 from support.proxy import Proxy, cli
 
@@ -139,3 +140,25 @@ def test_connection_lines_only_with_verbose(origin: Origin, make_proxy: Any,
     time.sleep(0.3)
     assert not [x for x in quiet.lines if "client connect" in x or "server connect" in x
                 or "disconnect" in x]
+
+
+def test_the_proxys_own_502_and_504_are_logged_with_status_and_cause(
+        origin: Origin, tmp_path: Path) -> None:
+    """A failed exchange is logged as the status its client got and why, in every format, and
+    mitmweb's comment says it (not "-" with mitmproxy's "server closed connection")."""
+    origin.route("/slow", handler=lambda _: Reply(200, FRESH, b"late", delay=3))
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens: refused
+    with Proxy(dead, tmp_path / "a", "--log-format", "json") as refused, \
+            Proxy(origin.url, tmp_path / "b", "--first-byte-timeout", "1") as timed, \
+            Proxy(dead, tmp_path / "c", "--log-format", "%s %{X-Cache}o") as apache:
+        assert fetch(refused.url + "/x").status == 502
+        assert fetch(timed.url + "/slow").status == 504
+        assert fetch(apache.url + "/y").status == 502
+        wait_until(lambda: any('"path": "/x"' in line for line in refused.lines))
+        wait_until(lambda: any("GET /slow " in line for line in timed.lines))
+        wait_until(lambda: any(line.startswith("502 ") for line in apache.lines))
+    record = json.loads(next(line for line in refused.lines if '"path": "/x"' in line))
+    assert (record["status"], record["cause"], record["x_cache"]) == (502, "origin-refused", "MISS")
+    line = next(line for line in timed.lines if "GET /slow " in line)
+    assert " 504 MISS " in line and "cause=origin-timeout" in line, line
+    assert "502 MISS" in apache.lines

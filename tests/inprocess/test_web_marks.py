@@ -97,3 +97,25 @@ def test_a_stale_answer_chosen_in_the_error_hook_is_marked(origin: Origin,
     assert flow.response is not None and flow.response.content == b"old"
     assert (flow.marked, flow.comment) == (":hourglass:", "stale (stale-on-error)")
     assert flow.response.timestamp_end is not None
+
+
+def test_a_failed_exchange_is_commented_with_what_its_client_got_and_why() -> None:
+    from mitmproxy import flow as mflow
+    from mitmproxy.test import tflow
+
+    from caching_proxy.cache.flow_state import TIMEOUT_KEY
+    from caching_proxy.mitm import error_page
+
+    cases = [("[Errno 111] Connect call failed ('127.0.0.1', 9)", {}, "502 (origin-refused)"),
+             ("[Errno -2] Name or service not known", {}, "502 (origin-dns)"),
+             ("server closed connection", {}, "502 (origin-closed)"),
+             ("Client disconnected.", {}, "no answer (client-closed)"),
+             ("server closed connection", {TIMEOUT_KEY: "first-byte"}, "504 (origin-timeout)")]
+    for message, metadata, comment in cases:
+        f = tflow.tflow()
+        f.error = mflow.Error(message)
+        f.metadata.update(metadata)
+        if metadata:  # the timeout's 504, chosen in the error hook as origin_timeouts does
+            error_page.answer_instead(f, error_page.error_response(504, "timed out"))
+        WebMarks().error(f)
+        assert f.comment == comment, message

@@ -15,6 +15,9 @@ from caching_proxy.policy import NO_DIRECTIVES, CacheConfig, RequestDirectives
 from caching_proxy.store.entry import Entry
 
 META_KEY = "caching_proxy"
+# flow.metadata: the origin timeout (connect, first-byte, response) that cut the flow, set by
+# edge/origin_timeouts.py before it cuts the connection; read by whatever answers the failure.
+TIMEOUT_KEY = "caching_proxy.timeout"
 
 
 class Phase(enum.Enum):

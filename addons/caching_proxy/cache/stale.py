@@ -8,10 +8,9 @@ from __future__ import annotations
 from mitmproxy import http
 
 from caching_proxy.cache import serve
-from caching_proxy.cache.flow_state import FlowState, Phase, state_of
+from caching_proxy.cache.flow_state import TIMEOUT_KEY, FlowState, Phase, state_of
 from caching_proxy.cache.settings import Shared
 from caching_proxy.cli.options import CACHE_NAME
-from caching_proxy.edge.origin_timeouts import TIMEOUT_KEY
 from caching_proxy.mitm import error_page
 from caching_proxy.policy import NO_DIRECTIVES, cache_status, evaluate, serve_stale_on_failure
 

@@ -17,6 +17,7 @@ import time
 from mitmproxy import ctx, exceptions, http
 from mitmproxy.addonmanager import Loader
 
+from caching_proxy.cache.flow_state import TIMEOUT_KEY
 from caching_proxy.cache.serve import own_answer
 from caching_proxy.cli import options as opts
 from caching_proxy.mitm import error_page, internals
@@ -24,7 +25,6 @@ from caching_proxy.mitm import error_page, internals
 log = logging.getLogger(__name__)
 
 # flow.metadata key, set when this addon ended the flow: "connect", "first byte" or "response".
-TIMEOUT_KEY = "caching_proxy.timeout"
 CONNECT_POLL = 0.2
 
 

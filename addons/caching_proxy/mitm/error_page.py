@@ -21,6 +21,7 @@ from typing import NamedTuple
 from mitmproxy import http
 from mitmproxy.net.http import status_codes
 
+from caching_proxy.cache.flow_state import TIMEOUT_KEY
 from caching_proxy.cache.serve import own_answer
 
 
@@ -51,6 +52,55 @@ def answer_instead(flow: http.HTTPFlow, response: http.Response) -> None:
 
 def has_answer(flow: http.HTTPFlow) -> bool:
     return flow.error is not None and id(flow.error.msg) in _instead
+
+
+# What a failed exchange's message says went wrong (mitmproxy's and the OS's words), first match.
+CAUSES = (
+    ("client disconnected", "client-closed"),
+    ("name or service not known", "origin-dns"),
+    ("temporary failure in name resolution", "origin-dns"),
+    ("no address associated", "origin-dns"),
+    ("connection refused", "origin-refused"),
+    ("connect call failed", "origin-refused"),  # asyncio's words for ECONNREFUSED
+    ("[errno 111]", "origin-refused"),
+    ("[errno 104]", "origin-reset"),
+    ("[errno 110]", "origin-timeout"),
+    ("tls", "origin-tls"),
+    ("certificate", "origin-tls"),
+    ("connection reset", "origin-reset"),
+    ("server closed connection", "origin-closed"),
+    ("timed out", "origin-timeout"),
+)
+
+
+def failure_of(flow: http.HTTPFlow) -> tuple[int | None, str]:
+    """For a flow that failed without a response on it: the status its client gets (the answer
+    the error hook chose, else this proxy's 502 page; None when nothing is sent, the client
+    having gone) and a cause for logs: origin-timeout, origin-refused, origin-dns, origin-tls,
+    origin-reset, origin-closed, client-closed, or origin-error."""
+    message = flow.error.msg if flow.error is not None else ""
+    if flow.metadata.get(TIMEOUT_KEY):
+        cause = "origin-timeout"
+    else:
+        lowered = message.lower()
+        cause = next((c for words, c in CAUSES if words in lowered), "origin-error")
+    pending = _instead.get(id(message))
+    if pending is not None and pending.message is message:
+        return pending.response.status_code, cause
+    return (None if cause == "client-closed" else 502), cause
+
+
+def pending_response(flow: http.HTTPFlow) -> http.Response | None:
+    """What the client of a failed flow gets, before it is written: the answer the error hook
+    chose, else this proxy's 502 page; None when nothing is sent (the client is gone)."""
+    status, _ = failure_of(flow)
+    if status is None or flow.error is None:
+        return None
+    message = flow.error.msg
+    pending = _instead.get(id(message))
+    if pending is not None and pending.message is message:
+        return pending.response
+    return error_response(status, message)
 
 
 def take_answer(message: str) -> Answer | None:

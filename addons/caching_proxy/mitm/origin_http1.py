@@ -43,6 +43,7 @@ from mitmproxy.connection import ConnectionState
 from mitmproxy.net.http import http1
 from mitmproxy.proxy import commands, events
 
+from caching_proxy.cache.flow_state import TIMEOUT_KEY
 from caching_proxy.edge import hop_by_hop
 from caching_proxy.policy.retry import DeadConnection, may_retry
 
@@ -53,7 +54,6 @@ HTTP_MODULE = "mitmproxy.proxy.layers.http"
 EVENTS_MODULE = "mitmproxy.proxy.layers.http._events"
 CLOSED_UNANSWERED = "server closed connection"  # mitmproxy's message for a close before any byte
 RETRIES_KEY = "caching_proxy.origin_retries"  # flow.metadata: retries done for the flow
-TIMEOUT_KEY = "caching_proxy.timeout"  # set by origin_timeouts before it cuts the connection
 
 _ORIGINAL = "_caching_proxy_original"  # on a wrapper: the mitmproxy function it wraps
 _DEAD = "_caching_proxy_dead"  # on a ResponseProtocolError event: its DeadConnection

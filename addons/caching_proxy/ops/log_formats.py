@@ -19,6 +19,7 @@ from typing import Any
 from mitmproxy import http
 
 from caching_proxy.cache.flow_state import asked_method
+from caching_proxy.mitm import error_page
 
 Formatter = Callable[[http.HTTPFlow, float], str]
 NAMED = ("text", "json", "combined")
@@ -62,15 +63,28 @@ def method_of(flow: http.HTTPFlow) -> str:
     return asked_method(flow)
 
 
+def status_and_cause(flow: http.HTTPFlow) -> tuple[int | None, str | None]:
+    """The status the client got (for a failed exchange, the proxy's own answer: the 502, or
+    the 504 of an origin timeout; None when nothing was sent) and, for a failure, its cause."""
+    if flow.response is not None:
+        return flow.response.status_code, None
+    if flow.error is None:
+        return None, None
+    return error_page.failure_of(flow)
+
+
 def log_record(flow: http.HTTPFlow, now: float) -> dict[str, Any]:
-    request, response = flow.request, flow.response
+    request = flow.request
+    status, cause = status_and_cause(flow)
+    marked = answered_with(flow)
     return {
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(request.timestamp_start)),
         "method": method_of(flow),
         "path": request.path,
-        "status": response.status_code if response is not None else None,
-        "x_cache": response.headers.get("x-cache", "-") if response is not None else "-",
-        "cache_status": (response.headers.get("cache-status", "-") if response is not None
+        "status": status,
+        "cause": cause,
+        "x_cache": marked.headers.get("x-cache", "-") if marked is not None else "-",
+        "cache_status": (marked.headers.get("cache-status", "-") if marked is not None
                          else "-"),
         "bytes": body_size(flow),
         "ms": round((now - request.timestamp_start) * 1000, 1),
@@ -82,6 +96,8 @@ def format_text(flow: http.HTTPFlow, now: float) -> str:
     r = log_record(flow, now)
     line = (f'{r["time"]} {r["method"]} {escape(r["path"])} {r["status"] or "-"} {r["x_cache"]} '
             f'"{escape(r["cache_status"])}" {r["bytes"]} {r["ms"]}ms')
+    if r["cause"]:
+        line += f' cause={r["cause"]}'
     return line + (f' error="{escape(r["error"])}"' if r["error"] else "")
 
 
@@ -112,13 +128,22 @@ def _request_header(name: str) -> Formatter:
     return lambda f, now: escape(f.request.headers.get(name, "")) or "-"
 
 
+def answered_with(flow: http.HTTPFlow) -> http.Response | None:
+    """The response its client got: the flow's, or for a failed exchange the proxy's own."""
+    return flow.response if flow.response is not None else error_page.pending_response(flow)
+
+
 def _response_header(name: str) -> Formatter:
-    return lambda f, now: (escape(f.response.headers.get(name, "")) or "-"
-                           if f.response is not None else "-")
+    def field(f: http.HTTPFlow, now: float) -> str:
+        response = answered_with(f)
+        return escape(response.headers.get(name, "")) or "-" if response is not None else "-"
+
+    return field
 
 
 def _status(f: http.HTTPFlow, now: float) -> str:
-    return str(f.response.status_code) if f.response is not None else "-"
+    status, _ = status_and_cause(f)
+    return "-" if status is None else str(status)
 
 
 def _query(f: http.HTTPFlow, now: float) -> str:

@@ -12,6 +12,7 @@ from mitmproxy import http
 
 from caching_proxy.cache.flow_state import state_of
 from caching_proxy.cli.options import CACHE_NAME
+from caching_proxy.mitm import error_page
 
 # mitmproxy's emoji names (mitmproxy/utils/emoji.py), shown as the emoji by mitmweb 11.
 MARKERS = {
@@ -70,6 +71,12 @@ class WebMarks:
 
     def _mark(self, flow: http.HTTPFlow) -> None:
         state = state_of(flow)
+        if flow.response is None and flow.error is not None:
+            # Failed with no stored answer: say what the client got and why (mitmweb shows
+            # the flow's error, e.g. "server closed connection", not the 502 or 504 it was).
+            status, cause = error_page.failure_of(flow)
+            flow.comment = f"{status or 'no answer'} ({cause})"
+            return
         if state is None or state.outcome not in MARKERS:
             return
         flow.marked = MARKERS[state.outcome]
