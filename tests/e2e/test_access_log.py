@@ -8,6 +8,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 from support.client import fetch
 from support.origin import Origin, Reply, free_port
 from support.polling import wait_until
-from support.proxy import Proxy, cli
+from support.proxy import ROOT, Proxy, cli
 
 FRESH = [("Cache-Control", "max-age=600")]
 COMBINED = re.compile(
@@ -162,3 +164,33 @@ def test_the_proxys_own_502_and_504_are_logged_with_status_and_cause(
     line = next(line for line in timed.lines if "GET /slow " in line)
     assert " 504 MISS " in line and "cause=origin-timeout" in line, line
     assert "502 MISS" in apache.lines
+
+
+def test_standard_output_carries_access_log_lines_only(origin: Origin, tmp_path: Path) -> None:
+    """The start-up line, warnings and mitmproxy's messages go to standard error, so that
+    `caching-proxy > access.log` or a log shipper on the pipe gets the access log alone."""
+    origin.route("/o", 200, FRESH, b"out")
+    port = free_port()
+    command = [sys.executable, "-O", "-m", "caching_proxy", "--port", str(port), "--origin",
+               origin.url, "--cache-dir", str(tmp_path / "c"), "--log-format", "json"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "addons"), PYTHONUNBUFFERED="1")
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=env, cwd=ROOT) as proc:
+        try:
+            wait_until(lambda: fetch_or_none(f"http://127.0.0.1:{port}/o"), timeout=30,
+                       what="the proxy answering")
+            fetch(f"http://127.0.0.1:{port}/o")
+            fetch(f"http://127.0.0.1:{port}/o", method="BREW")  # a warning-free pass
+        finally:
+            proc.terminate()
+            out, err = proc.communicate(timeout=20)
+    lines = out.splitlines()
+    assert lines and all(json.loads(line)["path"] == "/o" for line in lines), out
+    assert "caching-proxy: listening on" in err
+
+
+def fetch_or_none(url: str) -> object:
+    try:
+        return fetch(url, timeout=2)
+    except OSError:
+        return None

@@ -29,7 +29,9 @@ class LeanMaster(master.Master):
     def __init__(self, opts: options.Options) -> None:
         super().__init__(opts)
         self.addons = HookTable(self)
-        self._termlog_addon = termlog.TermLog()
+        # Standard output carries the access log alone (a pipe to a log shipper, `> access.log`):
+        # mitmproxy's and the proxy's own messages go to standard error.
+        self._termlog_addon = termlog.TermLog(out=sys.stderr)
         self.addons.add(
             self._termlog_addon,
             core.Core(),
@@ -60,7 +62,7 @@ class Banner:
         self.line = line
 
     def running(self) -> None:
-        print(self.line(), flush=True)
+        print(self.line(), file=sys.stderr, flush=True)
 
 
 def web_url(m: master.Master) -> str:
