@@ -28,6 +28,9 @@ from support.proxy import ROOT, Proxy, cli
         (["--store", "redis+cluster://127.0.0.1:7000/1", "--origin", "http://x"],
          "database 0 only"),
         ([], "--origin is required"),
+        (["--origin", "http://x", "--cache-size", "lots"],
+         "argument --cache-size: invalid size 'lots': use e.g. 512k, 64m or 1g"),
+        (["--soft"], "--soft goes with --purge, --purge-prefix, --purge-tag or --clear-cache"),
         (["--bogus"], "unrecognized arguments"),
     ],
 )
@@ -40,14 +43,32 @@ def test_bad_options_exit_2_with_one_line(args: list[str], message: str, tmp_pat
     assert "Traceback" not in result.stderr
 
 
+def test_a_set_option_error_names_the_setting(tmp_path: Path) -> None:
+    result = cli("--port", str(free_port()), "--origin", "http://127.0.0.1:9", "--cache-dir",
+                 str(tmp_path / "c"), "--set", "cache_default_ttl=abc", timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "caching-proxy: error: --set cache_default_ttl=abc: Not an integer: abc")
+
+
+def test_stats_and_list_of_a_folder_that_is_not_there_say_so(tmp_path: Path) -> None:
+    missing = tmp_path / "nothing-here"
+    for command in ("--stats", "--list"):
+        result = cli(command, "--cache-dir", str(missing))
+        assert result.returncode == 1
+        assert result.stderr.strip() == f"caching-proxy: no cache folder at {missing} (--cache-dir)"
+    assert not missing.exists()  # no empty store made on the way
+
+
 def test_keep_host_header_is_refused(tmp_path: Path) -> None:
     """Host is not in the cache key: forwarding the client's would let it poison any entry."""
     result = cli("--port", str(free_port()), "--origin", "http://127.0.0.1:9", "--cache-dir",
                  str(tmp_path / "c"), "--set", "keep_host_header=true", timeout=30)
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "caching-proxy: error: keep_host_header is not supported: the cache key does not hold "
-        "the client's Host, so one client could choose what every client is served")
+        "caching-proxy: error: --set keep_host_header=true: keep_host_header is not supported: "
+        "the cache key does not hold the client's Host, so one client could choose what every "
+        "client is served")
 
 
 def test_port_in_use_exits_2(tmp_path: Path) -> None:

@@ -250,7 +250,14 @@ def main(argv: list[str] | None = None) -> int:
             or args.stats):
         from caching_proxy.cli import operations
 
+        folder = os.path.abspath(os.path.expanduser(args.cache_dir or default_cache_dir()))
+        if (args.list or args.stats) and not args.store and not os.path.isdir(folder):
+            # Reading a folder that is not there would create an empty store and report it.
+            print(f"caching-proxy: no cache folder at {folder} (--cache-dir)", file=sys.stderr)
+            return 1
         return operations.run(args, args.store or cache_dir_of(args))
+    if args.soft:
+        fail("--soft goes with --purge, --purge-prefix, --purge-tag or --clear-cache")
     if args.origin is None:
         fail("--origin is required, e.g. --origin http://dummyjson.com")
     path = cache_dir_of(args)

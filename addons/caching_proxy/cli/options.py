@@ -117,7 +117,7 @@ CACHE_OPTIONS: tuple[Option, ...] = (
            "evicted past it.", (
                Flag("--cache-size", "upper bound of the store on disk, e.g. 500m or 2g (default: "
                     "{default}); least recently used responses are evicted past it",
-                    metavar="SIZE"),)),
+                    metavar="SIZE", parse=object_size),)),
     Option("cache_default_ttl", int, 300,
            "Seconds a response without explicit freshness (and without Last-Modified) stays "
            "fresh. 0: such responses are never reused without asking the origin.", (

@@ -142,8 +142,11 @@ def run(
             )
             if web:
                 opts.update(web_port=web_port, web_open_browser=False)
-            if setoptions:
-                opts.set(*setoptions)
+            for setting in setoptions:
+                try:
+                    opts.set(setting)
+                except exceptions.OptionsError as e:  # mitmproxy's words name only the value
+                    raise exceptions.OptionsError(f"--set {setting}: {e}") from e
         except exceptions.OptionsError as e:
             print(f"caching-proxy: error: {e}", file=sys.stderr)
             return 2
