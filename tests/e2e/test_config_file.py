@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from support.client import fetch
-from support.origin import Origin, Reply, Seen
+from support.origin import Origin, Reply, Seen, free_port
 from support.proxy import cli
 
 CONFIG = """
@@ -105,6 +105,19 @@ def test_a_bad_file_names_key_and_line(tmp_path: Path, text: str, expected: str)
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert str(config) in done.stderr and expected in done.stderr, done.stderr
+
+
+def test_a_bad_mitmproxy_option_in_the_file_names_its_line(tmp_path: Path) -> None:
+    """[options] goes to mitmproxy, which checks it only once it runs: its error still names
+    the file, the line and the key."""
+    config = tmp_path / "bad.toml"
+    config.write_text(f"port = {free_port()}\n\n[options]\nconnection_strategy = \"lazy\"\n"
+                      "bogus_key = 1\n")
+    done = cli("--config", str(config), "--origin", "http://127.0.0.1:9", "--cache-dir",
+               str(tmp_path / "c"), timeout=30)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip() == (f"caching-proxy: error: {config}, line 5: [options] bogus_key: "
+                                   "Unknown option(s): bogus_key")
 
 
 def test_a_missing_file_is_one_line(tmp_path: Path) -> None:

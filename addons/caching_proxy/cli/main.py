@@ -194,6 +194,10 @@ def check_port_free(host: str, port: int) -> None:
             fail(f"cannot listen on {host}:{port}: {e.strerror}")
 
 
+# A `--set NAME=VALUE` the config file's [options] table made -> where in the file it is.
+SET_FROM: dict[str, str] = {}
+
+
 def config_argv(parser: Parser, path: str) -> list[str]:
     """The config file as command-line arguments, each checked as the CLI checks it."""
     from caching_proxy.cli.config_file import ConfigError, line_of, load
@@ -232,6 +236,9 @@ def config_argv(parser: Parser, path: str) -> list[str]:
     for name, value in config.options.items():
         shown = str(value).lower() if isinstance(value, bool) else str(value)
         argv += ["--set", f"{name}={shown}"]
+        # mitmproxy checks these only once it runs: its error then names the file and line.
+        line = line_of(text, name, "options")
+        SET_FROM[f"{name}={shown}"] = f"{path}, line {line}" if line else path
     return [*argv, "--set", f"cache_config={os.path.abspath(path)}"]
 
 
@@ -295,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     return runner.run(
         origin=args.origin, host=args.host, port=args.port, web=args.web,
         web_port=args.web_port, cache_options=cache_options, setoptions=args.setoptions,
+        set_from=SET_FROM,
         banner=worker is None or worker[0] == 1, workers=args.workers, verbose=args.verbose,
     )
 

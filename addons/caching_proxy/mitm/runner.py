@@ -85,6 +85,7 @@ def run(
     web_port: int,
     cache_options: dict[str, Any],
     setoptions: list[str],
+    set_from: dict[str, str] | None = None,
     banner: bool = True,
     workers: int = 1,
     verbose: bool = False,
@@ -146,7 +147,11 @@ def run(
                 try:
                     opts.set(setting)
                 except exceptions.OptionsError as e:  # mitmproxy's words name only the value
-                    raise exceptions.OptionsError(f"--set {setting}: {e}") from e
+                    where = (set_from or {}).get(setting)
+                    name = setting.partition("=")[0]
+                    raise exceptions.OptionsError(
+                        f"{where}: [options] {name}: {e}" if where else f"--set {setting}: {e}"
+                    ) from e
         except exceptions.OptionsError as e:
             print(f"caching-proxy: error: {e}", file=sys.stderr)
             return 2
