@@ -47,8 +47,9 @@ def test_a_set_option_error_names_the_setting(tmp_path: Path) -> None:
     result = cli("--port", str(free_port()), "--origin", "http://127.0.0.1:9", "--cache-dir",
                  str(tmp_path / "c"), "--set", "cache_default_ttl=abc", timeout=30)
     assert result.returncode == 2
-    assert result.stderr.strip() == (
-        "caching-proxy: error: --set cache_default_ttl=abc: Not an integer: abc")
+    # The rest is mitmproxy's words, which 11 and 12 put differently.
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("caching-proxy: error: --set cache_default_ttl: ") and "abc" in line
 
 
 def test_stats_and_list_of_a_folder_that_is_not_there_say_so(tmp_path: Path) -> None:
@@ -66,7 +67,7 @@ def test_keep_host_header_is_refused(tmp_path: Path) -> None:
                  str(tmp_path / "c"), "--set", "keep_host_header=true", timeout=30)
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "caching-proxy: error: --set keep_host_header=true: keep_host_header is not supported: "
+        "caching-proxy: error: --set keep_host_header: keep_host_header is not supported: "
         "the cache key does not hold the client's Host, so one client could choose what every "
         "client is served")
 

@@ -149,8 +149,9 @@ def run(
                 except exceptions.OptionsError as e:  # mitmproxy's words name only the value
                     where = (set_from or {}).get(setting)
                     name = setting.partition("=")[0]
+                    # The name only: a value may hold a password (a Redis URL's).
                     raise exceptions.OptionsError(
-                        f"{where}: [options] {name}: {e}" if where else f"--set {setting}: {e}"
+                        f"{where}: [options] {name}: {e}" if where else f"--set {name}: {e}"
                     ) from e
         except exceptions.OptionsError as e:
             print(f"caching-proxy: error: {e}", file=sys.stderr)
