@@ -21,7 +21,7 @@ from caching_proxy.cache.coalescing import Coalescer
 from caching_proxy.cache.flow_state import state_of
 from caching_proxy.cache.lookup import Reuse
 from caching_proxy.cache.refresh import Refresher
-from caching_proxy.cache.settings import Settings, Shared
+from caching_proxy.cache.settings import Settings, Shared, size_limit
 from caching_proxy.cache.stale import StaleAnswers
 from caching_proxy.cache.storing import Filler
 from caching_proxy.cli import option_values
@@ -76,7 +76,7 @@ class CacheAddon:
                 "Host, so one client could choose what every client is served")
         try:
             self.shared.settings = Settings.from_options(ctx.options)
-            key = (ctx.options.cache_store or ctx.options.cache_dir, opts.size_limit(ctx.options),
+            key = (ctx.options.cache_store or ctx.options.cache_dir, size_limit(ctx.options),
                    ctx.options.cache_lru_interval, option_values.memory_size(ctx.options),
                    option_values.store_timeout(ctx.options))
         except ValueError as e:

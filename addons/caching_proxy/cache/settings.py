@@ -10,7 +10,6 @@ from typing import Any
 
 from mitmproxy.utils import human
 
-from caching_proxy.cli import options as opts
 from caching_proxy.policy import CacheConfig, Rule, parse_use_stale
 from caching_proxy.policy.encoding import default_codings, parse_codings
 from caching_proxy.policy.tags import DEFAULT_TAG_FIELDS
@@ -37,8 +36,8 @@ class Settings:
     def from_options(cls, options: Any) -> Settings:
         """ValueError naming the option when one is invalid."""
         return cls(
-            config=opts.config_from(options),
-            rules=opts.rules_from(options),
+            config=config_from(options),
+            rules=rules_from(options),
             use_stale=parse_use_stale(options.cache_use_stale),
             lock_timeout=float(options.cache_lock_timeout),
             keep_stale=float(options.cache_keep_stale),
@@ -85,3 +84,40 @@ class Shared:
     send_views: bool = False
     # Keys whose whole response was too large to store: their Range requests pass untouched.
     too_large: TooLarge = field(default_factory=lambda: TooLarge())
+
+
+# What the cache's options make of its storing policy (read once per change, above).
+def config_from(options: Any) -> CacheConfig:
+    fraction = float(options.cache_heuristic_fraction)
+    if not 0 <= fraction <= 1:
+        raise ValueError("cache_heuristic_fraction must be between 0 and 1")
+    for name in ("cache_default_ttl", "cache_lock_timeout", "cache_first_byte_timeout"):
+        if getattr(options, name) < 0:
+            raise ValueError(f"{name} must not be negative")
+    parse_use_stale(options.cache_use_stale)
+    fields = tuple(
+        name.strip().lower() for name in options.cache_targeted_fields.split(",") if name.strip()
+    )
+    return CacheConfig(
+        default_ttl=float(options.cache_default_ttl),
+        heuristic_fraction=fraction,
+        heuristic_max=float(options.cache_heuristic_max),
+        cache_set_cookie=options.cache_set_cookie,
+        targeted_fields=fields,
+        cache_cookie_requests=options.cache_cookie_requests,
+    )
+
+
+def rules_from(options: Any) -> tuple[Rule, ...]:
+    if not options.cache_config:
+        return ()
+    from caching_proxy.cli.config_file import load
+
+    return load(options.cache_config).rules
+
+
+def size_limit(options: Any) -> int:
+    size = human.parse_size(options.cache_size)
+    if size is None or size <= 0:
+        raise ValueError("cache_size must be a positive size such as 500m or 1g")
+    return size

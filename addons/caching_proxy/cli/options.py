@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mitmproxy.utils import human
-
 from caching_proxy.cli.option_values import (
     FD_RESERVE,
     auto_max_connections,
@@ -33,7 +31,6 @@ from caching_proxy.cli.option_values import (
     store_url,
     use_stale,
 )
-from caching_proxy.policy import CacheConfig, Rule, parse_use_stale
 from caching_proxy.policy.encoding import default_codings
 
 if TYPE_CHECKING:
@@ -375,39 +372,3 @@ def options_given(args: argparse.Namespace) -> dict[str, Any]:
                 given[option.name] = value
                 break
     return given
-
-
-def config_from(options: Any) -> CacheConfig:
-    fraction = float(options.cache_heuristic_fraction)
-    if not 0 <= fraction <= 1:
-        raise ValueError("cache_heuristic_fraction must be between 0 and 1")
-    for name in ("cache_default_ttl", "cache_lock_timeout", "cache_first_byte_timeout"):
-        if getattr(options, name) < 0:
-            raise ValueError(f"{name} must not be negative")
-    parse_use_stale(options.cache_use_stale)
-    fields = tuple(
-        name.strip().lower() for name in options.cache_targeted_fields.split(",") if name.strip()
-    )
-    return CacheConfig(
-        default_ttl=float(options.cache_default_ttl),
-        heuristic_fraction=fraction,
-        heuristic_max=float(options.cache_heuristic_max),
-        cache_set_cookie=options.cache_set_cookie,
-        targeted_fields=fields,
-        cache_cookie_requests=options.cache_cookie_requests,
-    )
-
-
-def rules_from(options: Any) -> tuple[Rule, ...]:
-    if not options.cache_config:
-        return ()
-    from caching_proxy.cli.config_file import load
-
-    return load(options.cache_config).rules
-
-
-def size_limit(options: Any) -> int:
-    size = human.parse_size(options.cache_size)
-    if size is None or size <= 0:
-        raise ValueError("cache_size must be a positive size such as 500m or 1g")
-    return size
