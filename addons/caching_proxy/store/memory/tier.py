@@ -236,13 +236,27 @@ class MemoryTier:
         return self.inner.scan(members)
 
     def add(self, key: str, token: str, ttl: float) -> bool:
-        return self.inner.add(key, token, ttl)
+        taken = self.inner.add(key, token, ttl)
+        if taken:
+            self._taken(key)
+        return taken
 
     def delete_if(self, key: str, token: str) -> bool:
         return self.inner.delete_if(key, token)
 
     async def add_async(self, key: str, token: str, ttl: float) -> bool:
-        return await self.inner.add_async(key, token, ttl)
+        taken = await self.inner.add_async(key, token, ttl)
+        if taken:
+            self._taken(key)
+        return taken
+
+    def _taken(self, key: str) -> None:
+        """The lock of `key` (a URL's fill lock) is this process's now: what it remembers of
+        the URL may predate the fill of the process that held the lock just before, whose
+        announcement can still be on its way (Redis delivers it on another connection), so the
+        copy of the URL's own key goes and the next read asks the store (a waiter that took the
+        lock after another instance's fill found "nothing stored" and fetched it again)."""
+        self.forget((key,))
 
     async def delete_if_async(self, key: str, token: str) -> bool:
         return await self.inner.delete_if_async(key, token)
