@@ -1,9 +1,9 @@
 """The layout's lookup and put through the backend's asynchronous calls (Store.lookup_async,
 put_async: redis-py's asyncio client on the event loop) give what the synchronous ones give, on a
-real redis-server, with and without the memory tier in front (and on diskcache, whose twins are
-its local calls): the same responses for every Vary variant, the same variant and tag records,
-the same replacement of an old Vary's variants, unreadable records dropped alike. The cluster
-and Sentinel cases are in tests/e2e/test_redis_cluster.py (check_same_as_sync)."""
+real redis-server, with and without the memory tier in front (and on diskcache, whose calls the
+asynchronous driver makes synchronously): the same responses for every Vary variant, the same
+variant and tag records, the same replacement of an old Vary's variants, unreadable records
+dropped alike. The cluster and Sentinel cases are in tests/e2e/test_redis_cluster.py (check_same_as_sync)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The variant layout's guarantees, on both backends (a diskcache folder, a real redis-server):
+"""The variant layout's guarantees, on both backends (a diskcache folder, a real redis-server;
+and a test's own, tests/store/test_toy_backend.py):
 writes that stay flat in the number of variants, an index that reports and lives as long as the
 live variants only, owner-token locks, unreadable records dropped, purges that take every
 variant."""
@@ -10,78 +11,18 @@ import shutil
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
 
 from caching_proxy.store import DiskStore, Store, VaryIndex
-from caching_proxy.store.backend import Backend
-from caching_proxy.store.redis.keys import redis_key
 from caching_proxy.store.redis.store import RedisStore
 from support.entries import expires_at, make_entry
 from support.redis_server import RedisServer
+from support.store_checks import Calls, Recorder, raw_size, write_raw
 
 URL = "http://o:80/ua"
 HAVE_REDIS = shutil.which("redis-server") is not None
-
-
-def raw_size(store: Store, key: str) -> int:
-    """The stored record's size in bytes, read from the backend itself."""
-    if isinstance(store, DiskStore):
-        ((size,),) = store.backend.cache._sql(
-            "SELECT IFNULL(LENGTH(value), size) FROM Cache WHERE key = ?", (key,)).fetchall()
-        return int(size)
-    return int(redis.Redis.from_url(store.location).strlen(redis_key(key)))
-
-
-def write_raw(store: Store, key: str, data: bytes) -> None:
-    """`data` as the pickled value under `key`, bypassing the store's own serializer."""
-    if isinstance(store, DiskStore):
-        cache = store.backend.cache
-        cache.set(key, b"placeholder", expire=60)
-        cache._sql("UPDATE Cache SET mode = 4, value = ? WHERE key = ?", (data, key))
-    else:
-        redis.Redis.from_url(store.location).set(redis_key(key), data, px=60_000)
-
-
-class Recorder:
-    """A backend that passes every call through and notes what `set` and `get` were given."""
-
-    def __init__(self, inner: Backend) -> None:
-        self.inner = inner
-        self.sets: list[tuple[str, int]] = []  # (key, pickled size of the value)
-        self.gets: list[str] = []
-
-    def get(self, key: str, max_inline: int | None = None) -> object | None:
-        self.gets.append(key)
-        return self.inner.get(key, max_inline)
-
-    def set(self, key: str, value: object, expire: float, group: str | None = None,
-            keep_later: bool = False) -> bool:
-        self.sets.append((key, len(pickle.dumps(value))))
-        return self.inner.set(key, value, expire, group, keep_later)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-
-class Calls:
-    """A backend that passes every call through and notes the name of each."""
-
-    def __init__(self, inner: Backend) -> None:
-        self.inner = inner
-        self.names: list[str] = []
-
-    def __getattr__(self, name: str) -> Any:
-        found = getattr(self.inner, name)
-        if not callable(found):
-            return found
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            self.names.append(name)
-            return found(*args, **kwargs)
-        return call
 
 
 def ua(i: int) -> list[tuple[str, str]]:

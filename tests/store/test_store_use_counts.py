@@ -1,30 +1,26 @@
-"""Use counts (a rule's `min_uses`) on both backends: one count per key, shared by every handle on
-the store, none lost under concurrency, restarting after its window, never listed as a value
-and removed by `clear`."""
+"""Use counts (a rule's `min_uses`) on both backends (and tests/store/test_toy_backend.py's): one
+count per key, shared by every handle on the store, none lost under concurrency, restarting
+after its window, never listed as a value and removed by `clear`."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-from caching_proxy.store import DiskStore, Store
-from caching_proxy.store.redis.store import RedisStore
+from caching_proxy.store import Store, open_store
 from support.entries import make_entry
 
 URL = "http://o:80/popular"
 
 
-def other_handle(store: Store, tmp_path: Path) -> Store:
-    """What another proxy process opens on the same store."""
-    if isinstance(store, DiskStore):
-        return DiskStore(str(tmp_path / "cache"))
-    return RedisStore(store.location)
+def other_handle(store: Store) -> Store:
+    """What another proxy process opens on the same store: its location, opened again."""
+    return open_store(store.location)
 
 
-def test_counts_per_key_across_handles(store: Store, tmp_path: Path) -> None:
-    other = other_handle(store, tmp_path)
+def test_counts_per_key_across_handles(store: Store) -> None:
+    other = other_handle(store)
     try:
         assert [store.count_use(URL, 60), other.count_use(URL, 60), store.count_use(URL, 60)] == [
             1, 2, 3]
@@ -33,8 +29,8 @@ def test_counts_per_key_across_handles(store: Store, tmp_path: Path) -> None:
         other.close()
 
 
-def test_no_count_is_lost_under_concurrency(store: Store, tmp_path: Path) -> None:
-    handles = [store, other_handle(store, tmp_path)]
+def test_no_count_is_lost_under_concurrency(store: Store) -> None:
+    handles = [store, other_handle(store)]
     try:
         with ThreadPoolExecutor(8) as pool:
             counts = list(pool.map(lambda i: handles[i % 2].count_use(URL, 60), range(80)))
@@ -64,10 +60,10 @@ def test_counts_are_not_values_and_clear_removes_them(store: Store) -> None:
     assert store.count_use(URL, 60) == 1
 
 
-def test_the_asynchronous_count_adds_to_the_same_count(store: Store, tmp_path: Path) -> None:
+def test_the_asynchronous_count_adds_to_the_same_count(store: Store) -> None:
     # count_use_async (the addon's way on a network store) and count_use share one count,
     # across handles, and restart after the window alike.
-    other = other_handle(store, tmp_path)
+    other = other_handle(store)
 
     async def counts() -> list[int]:
         return [await store.count_use_async(URL, 60), other.count_use(URL, 60),

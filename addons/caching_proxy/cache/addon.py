@@ -27,9 +27,8 @@ from caching_proxy.cache.storing import Filler
 from caching_proxy.cli import option_values
 from caching_proxy.cli import options as opts
 from caching_proxy.mitm import workers
-from caching_proxy.store import Store, is_redis_url, open_store
+from caching_proxy.store import Store, open_store, shown
 from caching_proxy.store.guarded import STORE_ERRORS, GuardedStore
-from caching_proxy.store.redis.urls import redact_store_url
 
 __all__ = ["STORE_ERRORS", "CacheAddon"]
 
@@ -90,10 +89,11 @@ class CacheAddon:
                                memory_size=key[3], timeout=key[4])
         except (*STORE_ERRORS, ValueError) as e:  # ValueError: a bad store URL (under mitmdump)
             raise exceptions.OptionsError(
-                f"cannot open cache store {redact_store_url(key[0])}: {e}") from e
-        shared = is_redis_url(key[0]) or workers.worker_number() is not None
-        self.shared.store = GuardedStore(
-            store, shared=shared, remote=is_redis_url(key[0]), timeout=key[4])
+                f"cannot open cache store {shown(key[0])}: {e}") from e
+        # Remote and shared are what the store's backend declares (Store.traits); --workers
+        # share any store.
+        shared = store.traits.shared or workers.worker_number() is not None
+        self.shared.store = GuardedStore(store, shared=shared, timeout=key[4])
         self._store_key = key
 
     def running(self) -> None:

@@ -1,4 +1,4 @@
-"""Change counters that tell an in-process copy of a stored value (store/memory.py) whether the
+"""Change counters that tell an in-process copy of a stored value (store/memory/tier.py) whether the
 store has changed under it, shared by every process on this machine.
 
 A small memory-mapped file beside the diskcache folder holds SLOTS counters; each URL hashes to
@@ -119,7 +119,7 @@ class SubscribedGenerations:
     cluster forwards every PUBLISH to every node over its bus, up to ~40 ms late: README).
 
     So on a cluster each change arrives once per primary. It is counted once, by its
-    announcement's ID (store/redis_keys.py): counted again when a forwarded copy came in, it
+    announcement's ID (store/redis/keys.py): counted again when a forwarded copy came in, it
     dropped a copy read just after the write (seen in tests/e2e/test_redis_cluster.py's hang test:
     two of the four copies it relied on were gone).
     """

@@ -5,15 +5,18 @@ When the medium fails (disk gone or full, Redis down) every call answers "nothin
 "not stored", so the proxy passes requests through to the origin; the failure is logged once,
 and once more when reads work again.
 
-- diskcache: lookups and writes run on the event loop (a local SQLite step), and values over
-  OFF_LOOP_BYTES are read and written in a worker thread.
+What kind of store it is comes from the traits its backend declares (store/backend.py's
+Traits, `Store.traits`), never from its location:
+
+- A local store (not `remote`: diskcache): lookups and writes run on the event loop (a local
+  step), and values over OFF_LOOP_BYTES are read and written in a worker thread.
 - A network store (`remote`: Redis): every lookup the memory tier does not answer, every
-  response write, the fill and refresh locks and a rule's `min_uses` count go through
-  redis-py's asyncio client on the loop (Store.lookup_async, put_async, acquire_async,
-  count_use_async: no thread), each waited for `timeout` seconds at most; then the request
-  passes through (nothing stored, not stored, no lock, a count of 0), one warning is logged,
-  and for a second every other call answers "unavailable" at once. A lock's release is not
-  waited for.
+  response write, the fill and refresh locks and a rule's `min_uses` count go through the
+  backend's asynchronous side on the loop (Store.lookup_async, put_async, acquire_async,
+  count_use_async: redis-py's asyncio client, no thread), each waited for `timeout` seconds at
+  most; then the request passes through (nothing stored, not stored, no lock, a count of 0),
+  one warning is logged, and for a second every other call answers "unavailable" at once. A
+  lock's release is not waited for.
 
 The wrapped store's own guarantees (what is atomic, what is shared across processes) are
 unchanged; see store/layout.py. A write cut short by the timeout leaves what a process that
@@ -25,43 +28,41 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-import diskcache
-
 from caching_proxy.policy import Headers
-from caching_proxy.store import Store
-from caching_proxy.store.disk.store import EntryTooLarge
+from caching_proxy.store import STORE_ERRORS, Store
+from caching_proxy.store.backend import EntryTooLarge
 from caching_proxy.store.entry import Entry
 from caching_proxy.store.memory.tier import MEMORY_ONLY
 
 log = logging.getLogger(__name__)
 
-# diskcache's Timeout: SQLite still locked by another process after its 60 s busy wait.
-STORE_ERRORS = (OSError, sqlite3.Error, diskcache.Timeout)
 # Entries larger than this are read and written in a worker thread, so that other connections
 # are not held up by the disk (measured: a 50 MB read or write on the loop stalls every client).
 OFF_LOOP_BYTES = 1 << 20
-SILENT_AFTER_TIMEOUT = 1.0  # seconds, as RedisBackend's own OUTAGE_BACKOFF
+SILENT_AFTER_TIMEOUT = 1.0  # seconds, as the Redis backend's own OUTAGE_BACKOFF
 T = TypeVar("T")
 
 __all__ = ["OFF_LOOP_BYTES", "STORE_ERRORS", "EntryTooLarge", "GuardedStore"]
 
 
 class GuardedStore:
-    def __init__(self, store: Store, shared: bool, remote: bool = False,
+    def __init__(self, store: Store, shared: bool | None = None, remote: bool | None = None,
                  timeout: float = 0.25) -> None:
+        """`shared` and `remote` default to the store's traits (`shared`: the caller adds
+        --workers)."""
         self.store = store
-        self.remote = remote
+        # A network store: reached on the loop through its asynchronous side (see the module).
+        self.remote = store.traits.remote if remote is None else remote
         self.timeout = timeout
         self._silent_until = 0.0  # after a store timeout: no call waits on the store until then
-        # Whether other processes use the store too (--workers, Redis): only then do fills and
-        # refreshes take the store's lock (for a lone proxy it is two writes per miss for
-        # nothing; measured: miss throughput -20%).
-        self.shared = shared
+        # Whether other processes use the store too (--workers, a shared store): only then do
+        # fills and refreshes take the store's lock (for a lone proxy it is two writes per miss
+        # for nothing; measured: miss throughput -20%).
+        self.shared = store.traits.shared if shared is None else shared
         self._warned = False
         self._reads_failed = False
         self._releases: set[asyncio.Task[bool]] = set()  # kept until done (asyncio holds weakly)

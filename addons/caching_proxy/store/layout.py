@@ -28,9 +28,10 @@ itself (or a miss, refilled).
 A record that cannot be decoded (another version's, garbage) is treated as absent and deleted
 when met; it never makes a lookup, put or delete fail.
 
-A lookup and a put are written once, as the backend calls they make (store/steps.py), and run
-either synchronously (`lookup`, `put`) or on the event loop with the backend's asynchronous
-twins (`lookup_async`, `put_async`: Redis, no thread): the same calls in the same order.
+A lookup, a put, a lock and a use count are written once, as the backend calls they make
+(store/calls.py, store/steps.py), and run either synchronously (`lookup`, `put`, `acquire`,
+`release`, `count_use`) or on the event loop through the backend's asynchronous side (their
+`*_async` forms: Redis, no thread): the same calls in the same order.
 """
 
 from __future__ import annotations
@@ -40,20 +41,11 @@ import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from caching_proxy.policy import Headers, vary_key
-from caching_proxy.store.backend import SEP, Backend, EntryTooLarge, Unreadable
+from caching_proxy.store.backend import SEP, Backend, EntryTooLarge, Traits, Unreadable
 from caching_proxy.store.base import Usage, VaryIndex, variant_key, variant_prefix
+from caching_proxy.store.calls import Add, CountUse, Delete, Get, Members, Release, Replace, Set
 from caching_proxy.store.entry import Entry
-from caching_proxy.store.steps import (
-    Delete,
-    Get,
-    Members,
-    Release,
-    Replace,
-    Set,
-    Steps,
-    run,
-    run_async,
-)
+from caching_proxy.store.steps import Steps, close_async, perform_async, run, run_async
 
 # A Vary index is a few dozen bytes; reading no more than this under a URL tells an index from
 # a response without reading the response (where the backend can tell sizes first).
@@ -84,6 +76,11 @@ class Store:
     @property
     def location(self) -> str:
         return self.backend.location
+
+    @property
+    def traits(self) -> Traits:
+        """What kind of medium the store is (remote, shared...), as its backend declares it."""
+        return self.backend.traits
 
     # -- responses -----------------------------------------------------------------------------
 
@@ -263,35 +260,34 @@ class Store:
         """Take the lock on `key` unless another holder (any process) has it: the owner token
         to release it with, or None. The lock expires by itself after `ttl` seconds, so a
         holder that died never stalls others."""
-        token = secrets.token_hex(8)
-        return token if self.backend.add(key, token, ttl) else None
+        return run(self.backend, _acquire(key, ttl))
+
+    async def acquire_async(self, key: str, ttl: float) -> str | None:
+        """`acquire` on the event loop, through the backend's asynchronous side (a network
+        store). Unbounded here: the caller bounds it (GuardedStore)."""
+        return await run_async(self.backend, _acquire(key, ttl))
 
     def release(self, key: str, token: str) -> bool:
         """Give the lock on `key` back if it is still the one `token` took (after it expired
         another holder may have it, and keeps it); whether it was."""
-        return self.backend.delete_if(key, token)
-
-    async def acquire_async(self, key: str, ttl: float) -> str | None:
-        """`acquire` on the event loop, for a network store with its asynchronous client."""
-        token = secrets.token_hex(8)
-        return token if await self.backend.add_async(key, token, ttl) else None
+        return Release(key, token).run(self.backend)
 
     async def release_async(self, key: str, token: str) -> bool:
         """`release`, as `acquire_async` is `acquire`."""
-        return await self.backend.delete_if_async(key, token)
+        return await perform_async(self.backend, Release(key, token))
 
     def count_use(self, url: str, window: float) -> int:
         """Count one more request for `url`; how many there were, each within `window` seconds
         of the one before (the count expires `window` seconds after the latest, as nginx's
         `inactive`). Atomic: every process on the store (--workers, instances on one Redis)
         adds to the same count, and none is lost."""
-        return self.backend.count_use(url, window)
+        return CountUse(url, window).run(self.backend)
 
     async def count_use_async(self, url: str, window: float) -> int:
-        """`count_use` through the backend's asynchronous call, on the event loop (a network
+        """`count_use` through the backend's asynchronous side, on the event loop (a network
         store), with the same atomicity. Unbounded here: the caller bounds it (GuardedStore).
         Abandoned (cancelled), the count was either added to or not, as a process that died."""
-        return await self.backend.count_use_async(url, window)
+        return await perform_async(self.backend, CountUse(url, window))
 
     def add_counts(self, counts: dict[str, int]) -> None:
         """Add to the persisted counters (hits, misses, ...), shared by every process."""
@@ -311,7 +307,7 @@ class Store:
 
     async def close_async(self) -> None:
         """`close`, with the asyncio client's connections closed on the running loop first."""
-        await self.backend.close_async()
+        await close_async(self.backend)
 
     # ------------------------------------------------------------------------------------------
 
@@ -348,6 +344,13 @@ class Store:
             return 0
         removed: int = yield Delete(members)
         return removed
+
+
+def _acquire(key: str, ttl: float) -> Steps[str | None]:
+    """Store.acquire's steps: a new owner token, if the lock was taken with it."""
+    token = secrets.token_hex(8)
+    taken: bool = yield Add(key, token, ttl)
+    return token if taken else None
 
 
 def _first_stored(read: Callable[[str, int | None], Steps[object | None]], url: str,

@@ -1,13 +1,15 @@
-"""The layout's operations (store/layout.py) as sequences of backend calls, run by either driver.
+"""Operations written once as sequences of backend calls, run by either driver.
 
-A layout operation (a lookup, a put) is written once, as a generator that yields the backend
-calls it needs (`Get`, `Set`, `Replace`, `Release`, `Delete`, `Members`) and receives each
-one's answer, or has the call's exception raised at its `yield`. Two drivers run it:
+An operation (the layout's lookup and put, the memory tier's read, taking a lock) is a
+generator that yields the backend calls it needs (store/calls.py: `Get`, `Set`, `Replace`,
+`Release`, `Delete`, `Members`, ...) and receives each one's answer, or has the call's
+exception raised at its `yield`. Two drivers run it:
 
 - `run`: each call on the backend's synchronous method (diskcache, on the event loop or in a
   worker thread for a large value; a Redis store's memory-only lookup; commands and the CLI).
-- `run_async`: each call awaited on the backend's asynchronous twin (Redis with redis-py's
-  asyncio client, on the event loop, no thread).
+- `run_async`: each call awaited on the backend's asynchronous side (`Asynchronous.call_async`:
+  Redis with redis-py's asyncio client, on the event loop, no thread); a backend without one
+  (diskcache) has each call made synchronously, a short local step.
 
 So both run the same steps in the same order with the same answers: what is atomic and what
 is safe across processes is the backend's per-call guarantee (store/backend.py) either way,
@@ -19,105 +21,15 @@ its process had died there, which the layout is written to survive (store/layout
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass
 from typing import Any, TypeAlias, TypeVar, cast
 
-from caching_proxy.store.backend import Backend
+from caching_proxy.store.backend import Backend, asynchronous
+from caching_proxy.store.calls import Call
 
 T = TypeVar("T")
 
-
-@dataclass(slots=True)
-class Get:
-    """`Backend.get`: the value under `key` (or None)."""
-
-    key: str
-    max_inline: int | None = None
-
-    def run(self, backend: Backend) -> object | None:
-        return backend.get(self.key, self.max_inline)
-
-    async def run_async(self, backend: Backend) -> object | None:
-        return await backend.get_async(self.key, self.max_inline)
-
-
-@dataclass(slots=True)
-class Set:
-    """`Backend.set`: whether the value was stored."""
-
-    key: str
-    value: object
-    expire: float
-    group: str | None = None
-    keep_later: bool = False
-
-    def run(self, backend: Backend) -> bool:
-        return backend.set(self.key, self.value, self.expire, self.group, self.keep_later)
-
-    async def run_async(self, backend: Backend) -> bool:
-        return await backend.set_async(self.key, self.value, self.expire, self.group,
-                                       self.keep_later)
-
-
-@dataclass(slots=True)
-class Replace:
-    """`Backend.replace`: whether the value was stored (its group emptied, `lock` released)."""
-
-    key: str
-    value: object
-    expire: float
-    lock: tuple[str, str] | None = None
-
-    def run(self, backend: Backend) -> bool:
-        return backend.replace(self.key, self.value, self.expire, self.lock)
-
-    async def run_async(self, backend: Backend) -> bool:
-        return await backend.replace_async(self.key, self.value, self.expire, self.lock)
-
-
-@dataclass(slots=True)
-class Release:
-    """`Backend.delete_if`: whether lock `name` still carried `token` and was removed."""
-
-    name: str
-    token: str
-
-    def run(self, backend: Backend) -> bool:
-        return backend.delete_if(self.name, self.token)
-
-    async def run_async(self, backend: Backend) -> bool:
-        return await backend.delete_if_async(self.name, self.token)
-
-
-@dataclass(slots=True)
-class Delete:
-    """`Backend.delete`: how many of `keys` were live."""
-
-    keys: list[str]
-
-    def run(self, backend: Backend) -> int:
-        return backend.delete(self.keys)
-
-    async def run_async(self, backend: Backend) -> int:
-        return await backend.delete_async(self.keys)
-
-
-@dataclass(slots=True)
-class Members:
-    """`Backend.members`: the keys of the group's live members."""
-
-    group: str
-
-    def run(self, backend: Backend) -> list[str]:
-        return backend.members(self.group)
-
-    async def run_async(self, backend: Backend) -> list[str]:
-        return await backend.members_async(self.group)
-
-
-Call: TypeAlias = Get | Set | Replace | Release | Delete | Members
 # What a step receives back is the answer of the call it yielded (typed at each `yield`).
-Steps: TypeAlias = Generator[Call, Any, T]
+Steps: TypeAlias = Generator[Call[Any], Any, T]
 
 
 def _advance(steps: Steps[T], answer: Any, error: Exception | None) -> tuple[bool, Any]:
@@ -144,8 +56,10 @@ def run(backend: Backend, steps: Steps[T]) -> T:
 
 
 async def run_async(backend: Backend, steps: Steps[T]) -> T:
-    """`run`, each call awaited on the backend's asynchronous twin. A cancellation (a timeout)
-    is not given to the steps: it leaves them where they were, and they are dropped."""
+    """`run`, each call awaited on the backend's asynchronous side (made synchronously on a
+    backend without one). A cancellation (a timeout) is not given to the steps: it leaves them
+    where they were, and they are dropped."""
+    side = asynchronous(backend)
     answer: Any = None
     error: Exception | None = None
     while True:
@@ -153,6 +67,23 @@ async def run_async(backend: Backend, steps: Steps[T]) -> T:
         if finished:
             return cast(T, value)
         try:
-            answer, error = await value.run_async(backend), None
+            answer = value.run(backend) if side is None else await side.call_async(value)
+            error = None
         except Exception as e:
             answer, error = None, e
+
+
+async def perform_async(backend: Backend, call: Call[T]) -> T:
+    """One call, as `run_async` makes it."""
+    side = asynchronous(backend)
+    return call.run(backend) if side is None else await side.call_async(call)
+
+
+async def close_async(backend: Backend) -> None:
+    """`close`, on the event loop for a backend with an asynchronous side (its connections
+    closed there first)."""
+    side = asynchronous(backend)
+    if side is None:
+        backend.close()
+    else:
+        await side.close_async()

@@ -3,7 +3,7 @@
 Built on diskcache: each get, set and delete is atomic and safe across threads and processes
 (SQLite in WAL mode underneath), so a proxy, a second proxy and a `--clear-cache` command may use
 one folder at once. The size bound and least-recently-used eviction are diskcache's own, with
-recency written in deferred batches (diskcache_adapter.RecencyCache).
+recency written in deferred batches (disk/adapter.py's RecencyCache).
 
 A hit on a URL without Vary is one SQLite read. A group's members are the keys `group NUL ...`,
 found by a range query on diskcache's key index: nothing lists them, so a write of one member
@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator
 
 import diskcache
 
-from caching_proxy.store.backend import SEP, EntryTooLarge, Unreadable
+from caching_proxy.store.backend import SEP, EntryTooLarge, Traits, Unreadable
 from caching_proxy.store.base import Usage
 from caching_proxy.store.disk.adapter import (
     DEFAULT_LRU_INTERVAL,
@@ -38,10 +38,13 @@ from caching_proxy.store.generations import Generations
 from caching_proxy.store.layout import Store
 from caching_proxy.store.memory.tier import url_of
 
-__all__ = ["DEFAULT_LRU_INTERVAL", "DEFAULT_SIZE_LIMIT", "RECENCY_BUDGET", "DiskBackend",
-           "DiskStore", "EntryTooLarge"]
+__all__ = ["DEFAULT_LRU_INTERVAL", "DEFAULT_SIZE_LIMIT", "DISK_ERRORS", "RECENCY_BUDGET",
+           "DiskBackend", "DiskStore", "EntryTooLarge"]
 
 DEFAULT_SIZE_LIMIT = 1 << 30
+# How the medium fails besides OSError: SQLite's errors, and diskcache's Timeout (SQLite still
+# locked by another process after its 60 s busy wait).
+DISK_ERRORS = (sqlite3.Error, diskcache.Timeout)
 # Keys of locks; never URLs (those start with a scheme), never a group's members.
 LOCK_PREFIX = "lock\x00"
 # Keys of use counts (Backend.count_use), likewise never listed as values.
@@ -52,7 +55,12 @@ _AFTER_SEP = chr(ord(SEP) + 1)
 
 
 class DiskBackend:
-    """The Backend (store/backend.py) on a diskcache folder."""
+    """The Backend (store/backend.py) on a diskcache folder, with ReadsWithExpiry and
+    ChangeFeed. Local: no asynchronous side (the drivers make its calls synchronously, short
+    local steps; the addon reads and writes on the loop, and large values in a thread), and
+    shared only by the processes that open the folder (--workers)."""
+
+    traits = Traits(remote=False, shared=False, async_capable=False)
 
     def __init__(self, directory: str, size_limit: int = DEFAULT_SIZE_LIMIT,
                  lru_interval: float = DEFAULT_LRU_INTERVAL) -> None:
@@ -69,7 +77,7 @@ class DiskBackend:
         )
         self.cache.lru_interval = lru_interval
         self._counters: diskcache.Cache | None = None
-        # Bumped after every write, by every process: memory tiers (store/memory.py) read them.
+        # Bumped after every write, by every process: memory tiers (store/memory/tier.py) read them.
         self.generations = Generations(directory)
 
     def get(self, key: str, max_inline: int | None = None) -> object | None:
@@ -81,23 +89,6 @@ class DiskBackend:
         """`get`, and the seconds it has left (None when absent), from one query."""
         value, expires = self.cache.peek_with_expiry(key, max_inline)
         return value, (None if value is None else expires - time.time())
-
-    # The asynchronous twins (store/backend.py) are the local calls themselves: the layout's
-    # steps run the same on them, and the addon never takes this way for diskcache (it reads
-    # and writes on the loop, and large values in a thread).
-
-    async def get_async(self, key: str, max_inline: int | None = None) -> object | None:
-        return self.get(key, max_inline)
-
-    async def set_async(self, key: str, value: object, expire: float, group: str | None = None,
-                        keep_later: bool = False) -> bool:
-        return self.set(key, value, expire, group, keep_later)
-
-    async def delete_async(self, keys: Iterable[str]) -> int:
-        return self.delete(keys)
-
-    async def members_async(self, group: str) -> list[str]:
-        return self.members(group)
 
     def get_many(self, keys: Iterable[str]) -> Iterator[object | None]:
         for key in keys:
@@ -144,10 +135,6 @@ class DiskBackend:
         self.generations.bump([key])
         return True
 
-    async def replace_async(self, key: str, value: object, expire: float,
-                            lock: tuple[str, str] | None = None) -> bool:
-        return self.replace(key, value, expire, lock)
-
     def delete(self, keys: Iterable[str]) -> int:
         keys = list(keys)
         with self.cache.transact():
@@ -172,12 +159,6 @@ class DiskBackend:
         # diskcache's `add` is an atomic insert-if-absent; an expired row counts as absent.
         return bool(self.cache.add(LOCK_PREFIX + key, token, expire=ttl))
 
-    async def add_async(self, key: str, token: str, ttl: float) -> bool:
-        return self.add(key, token, ttl)  # a local write: as short on the loop as any other
-
-    async def delete_if_async(self, key: str, token: str) -> bool:
-        return self.delete_if(key, token)
-
     def count_use(self, key: str, window: float) -> int:
         # One transaction (BEGIN IMMEDIATE): incr (an expired count restarts at 1) and the new
         # expiry land together, whichever process counts meanwhile.
@@ -185,9 +166,6 @@ class DiskBackend:
             count = int(self.cache.incr(USES_PREFIX + key, 1, default=0))
             self.cache.touch(USES_PREFIX + key, expire=window)
         return count
-
-    async def count_use_async(self, key: str, window: float) -> int:
-        return self.count_use(key, window)  # one local transaction, as `add_async`
 
     def delete_if(self, key: str, token: str) -> bool:
         # One transaction (BEGIN IMMEDIATE): no other process writes between the read and the
@@ -238,8 +216,9 @@ class DiskBackend:
         """Write the recency of the entries read since the last call (see RecencyCache)."""
         self.cache.flush_recency()
 
-    async def close_async(self) -> None:
-        self.close()  # no asyncio client
+    def changes(self) -> Generations:
+        """The folder's change counters (ChangeFeed), closed with the backend."""
+        return self.generations
 
     def close(self) -> None:
         with contextlib.suppress(OSError, sqlite3.Error):  # best effort; the store may be gone

@@ -3,23 +3,26 @@ store, so that a hit on them reads neither SQLite nor Redis (it unpickles its co
 
 It wraps a Backend (store/backend.py) and caches what `get` returns (responses and Vary
 indexes), bounded in bytes. Every other call goes through to the store unchanged. Copies are
-kept pickled, in a CopyArena (store/copy_arena.py: segments of one mapping, oldest out first,
+kept pickled, in a CopyArena (store/memory/arena.py: segments of one mapping, oldest out first,
 a copy read near the end of its life written again), which bounds what they take in this
 process, fragmentation included. Pickled, they are no objects for the garbage collector to scan
 (kept as objects, the collector's full passes made a hit with 40,000 copies 3x slower).
 
 Coherence: a copy is used only while the store's change counters for its URL are what they were
 just before it was read (store/generations.py for diskcache: every write by any process on this
-machine bumps them; store/redis_store.py for Redis: bumps published to every subscribed proxy).
+machine bumps them; store/redis/store.py for Redis: bumps published to every subscribed proxy).
 So a purge, clear, tag or soft purge, or a new response stored by another worker, is never
 answered from memory once the command that made it has returned (on the same machine; across
 machines, see RedisBackend.generations). A copy is also dropped once the store would have
 expired it (its expiry is read along with it).
 
+Its read and its writes are written once (`_fetch`, `_write`: the backend calls of
+store/calls.py) for both drivers: synchronously, and on the event loop through the store's
+asynchronous side (`call_async`: a copy is answered without awaiting Redis).
+
 Not thread-safe by itself: the addon calls it from the event loop (a Redis store's reads and
-writes too, through the asynchronous twins: `get_async` answers a copy without awaiting Redis),
-and from worker threads for large diskcache values (which it never keeps: over `max_item` they
-pass through).
+writes too), and from worker threads for large diskcache values (which it never keeps: over
+`max_item` they pass through).
 """
 
 from __future__ import annotations
@@ -29,12 +32,30 @@ import pickle
 import time
 from collections.abc import Callable, Iterable, Iterator
 from threading import Lock
-from typing import Any, Final, Protocol
+from typing import Final, TypeVar, cast
 
-from caching_proxy.store.backend import SEP, Backend, EntryTooLarge
+from caching_proxy.store.backend import (
+    SEP,
+    Backend,
+    ChangeCounters,
+    EntryTooLarge,
+    ReadsWithExpiry,
+    Traits,
+)
 from caching_proxy.store.base import Usage, VaryIndex
+from caching_proxy.store.calls import (
+    Add,
+    Call,
+    Delete,
+    Expiry,
+    Get,
+    GetWithExpiry,
+    Replace,
+    Set,
+)
 from caching_proxy.store.entry import Entry
 from caching_proxy.store.memory.arena import LENGTH, TOKEN, UNTIL, CopyArena
+from caching_proxy.store.steps import Steps, close_async, perform_async, run, run_async
 
 DEFAULT_MEMORY_SIZE = 64 << 20
 # How long "nothing stored under this key" is remembered (any write to its URL ends it sooner):
@@ -47,12 +68,10 @@ SEEN_SLOTS = 1 << 20
 # `max_inline` of a read that must not touch the network (store/guarded.py, for Redis): what the
 # memory tier does not hold raises EntryTooLarge, so the caller reads it off the event loop.
 MEMORY_ONLY = -1
+T = TypeVar("T")
 
-
-class ChangeCounters(Protocol):
-    def read(self, url: str) -> object:
-        """A token of `url`'s change counters: equal tokens mean no change in between."""
-
+__all__ = ["ABSENT_FOR", "DEFAULT_MEMORY_SIZE", "MEMORY_ONLY", "ChangeCounters", "MemoryTier",
+           "url_of"]
 
 _MISSED: Final = object()  # no live copy in memory
 
@@ -63,12 +82,15 @@ def url_of(key: str) -> str:
 
 
 class MemoryTier:
-    """A Backend that keeps recently read values of `inner` in memory (see the module)."""
+    """A Backend that keeps recently read values of `inner` in memory (see the module), with
+    `inner`'s traits and an asynchronous side where `inner` has one. `changes` are `inner`'s
+    (ChangeFeed.changes), closed with it."""
 
     def __init__(self, inner: Backend, changes: ChangeCounters, max_bytes: int,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.inner = inner
         self.location = inner.location
+        self.traits: Traits = inner.traits
         self.changes = changes
         self.max_bytes = max_bytes
         slots = SEEN_SLOTS
@@ -84,38 +106,42 @@ class MemoryTier:
         self.clock = clock
         self._lock = Lock()  # the arena is shared with worker threads' reads
         self.hits = self.misses = 0
-        self._get_with_expiry = getattr(inner, "get_with_expiry", None)
-        self._get_with_expiry_async = getattr(inner, "get_with_expiry_async", None)
+        # Checked once (store/calls.py's GetWithExpiry): the value and its expiry in one read.
+        self._one_read = isinstance(inner, ReadsWithExpiry)
 
     def get(self, key: str, max_inline: int | None = None) -> object | None:
         found = self._recall(key, max_inline)
         if found is not _MISSED:
             return found
+        return run(self.inner, self._fetch(key, max_inline))
+
+    async def call_async(self, call: Call[T]) -> T:
+        """Any call on the event loop, through `inner`'s asynchronous side: a read answered by
+        a copy in memory awaits nothing; a write forgets this process's copies first."""
+        if isinstance(call, Get):
+            found = self._recall(call.key, call.max_inline)
+            if found is _MISSED:
+                found = await run_async(self.inner, self._fetch(call.key, call.max_inline))
+            return cast(T, found)
+        self.forget(call.writes)
+        result = await perform_async(self.inner, call)
+        if isinstance(call, Add) and result:
+            self._taken(call.name)
+        return result
+
+    def _fetch(self, key: str, max_inline: int | None) -> Steps[object | None]:
+        """The read of `key` that memory did not answer, leaving a copy where `_admit` says."""
         token = self.changes.read(url_of(key))  # before the read: see the module docstring
         if not self._admit(key):
-            return self.inner.get(key, max_inline)
-        left: float | None
-        value: object | None
-        if self._get_with_expiry is not None:
-            value, left = self._get_with_expiry(key, max_inline)
-        else:
-            value = self.inner.get(key, max_inline)
-            left = self.inner.expiry(key) if value is not None else None
-        self._remember(key, token, value, left)
-        return value
-
-    async def get_async(self, key: str, max_inline: int | None = None) -> object | None:
-        """`get` with the store's asynchronous read: a copy in memory is answered without
-        awaiting the store at all."""
-        found = self._recall(key, max_inline)
-        if found is not _MISSED:
+            found: object | None = yield Get(key, max_inline)
             return found
-        token = self.changes.read(url_of(key))  # before the read: see the module docstring
-        if not self._admit(key) or self._get_with_expiry_async is None:
-            return await self.inner.get_async(key, max_inline)
         left: float | None
         value: object | None
-        value, left = await self._get_with_expiry_async(key, max_inline)
+        if self._one_read:
+            value, left = yield GetWithExpiry(key, max_inline)
+        else:
+            value = yield Get(key, max_inline)
+            left = (yield Expiry(key)) if value is not None else None
         self._remember(key, token, value, left)
         return value
 
@@ -177,38 +203,24 @@ class MemoryTier:
         return self._copies.held
 
     # -- writes: through, and this process's copies go at once (others see the counters) ------
+    # (`call_async` makes the same calls on the event loop.) A replace's group needs no
+    # forgetting: no lookup reaches a variant but through the index under `key`, forgotten now,
+    # and the write's change counters drop the variants' copies soon after.
 
     def set(self, key: str, value: object, expire: float, group: str | None = None,
             keep_later: bool = False) -> bool:
-        self.forget([key])
-        return self.inner.set(key, value, expire, group, keep_later)
+        return self._write(Set(key, value, expire, group, keep_later))
 
-    async def set_async(self, key: str, value: object, expire: float, group: str | None = None,
-                        keep_later: bool = False) -> bool:
-        self.forget([key])
-        return await self.inner.set_async(key, value, expire, group, keep_later)
-
-    # The group's copies need no forgetting here: no lookup reaches a variant but through the
-    # index under `key`, forgotten now, and the write's change counters drop them soon after.
     def replace(self, key: str, value: object, expire: float,
                 lock: tuple[str, str] | None = None) -> bool:
-        self.forget([key])
-        return self.inner.replace(key, value, expire, lock)
-
-    async def replace_async(self, key: str, value: object, expire: float,
-                            lock: tuple[str, str] | None = None) -> bool:
-        self.forget([key])
-        return await self.inner.replace_async(key, value, expire, lock)
+        return self._write(Replace(key, value, expire, lock))
 
     def delete(self, keys: Iterable[str]) -> int:
-        keys = list(keys)
-        self.forget(keys)
-        return self.inner.delete(keys)
+        return self._write(Delete(list(keys)))
 
-    async def delete_async(self, keys: Iterable[str]) -> int:
-        keys = list(keys)
-        self.forget(keys)
-        return await self.inner.delete_async(keys)
+    def _write(self, call: Call[T]) -> T:
+        self.forget(call.writes)
+        return call.run(self.inner)
 
     def clear(self) -> Usage:
         with self._lock:
@@ -229,23 +241,11 @@ class MemoryTier:
     def members(self, group: str) -> list[str]:
         return self.inner.members(group)
 
-    async def members_async(self, group: str) -> list[str]:
-        return await self.inner.members_async(group)
-
     def scan(self, members: bool = False) -> Iterator[str]:
         return self.inner.scan(members)
 
     def add(self, key: str, token: str, ttl: float) -> bool:
         taken = self.inner.add(key, token, ttl)
-        if taken:
-            self._taken(key)
-        return taken
-
-    def delete_if(self, key: str, token: str) -> bool:
-        return self.inner.delete_if(key, token)
-
-    async def add_async(self, key: str, token: str, ttl: float) -> bool:
-        taken = await self.inner.add_async(key, token, ttl)
         if taken:
             self._taken(key)
         return taken
@@ -258,16 +258,13 @@ class MemoryTier:
         lock after another instance's fill found "nothing stored" and fetched it again)."""
         self.forget((key,))
 
-    async def delete_if_async(self, key: str, token: str) -> bool:
-        return await self.inner.delete_if_async(key, token)
+    def delete_if(self, key: str, token: str) -> bool:
+        return self.inner.delete_if(key, token)
 
     # Use counts are never kept in memory: every process must add to the store's one count.
 
     def count_use(self, key: str, window: float) -> int:
         return self.inner.count_use(key, window)
-
-    async def count_use_async(self, key: str, window: float) -> int:
-        return await self.inner.count_use_async(key, window)
 
     def usage(self) -> Usage:
         return self.inner.usage()
@@ -283,7 +280,7 @@ class MemoryTier:
 
     async def close_async(self) -> None:
         self._close_own()
-        await self.inner.close_async()
+        await close_async(self.inner)
 
     def close(self) -> None:
         self._close_own()
@@ -292,11 +289,3 @@ class MemoryTier:
     def _close_own(self) -> None:
         with self._lock:
             self._copies.clear()
-        close_changes = getattr(self.changes, "close", None)
-        if callable(close_changes) and self.changes is not getattr(self.inner, "generations",
-                                                                    None):
-            close_changes()  # the Redis subscription; the disk file is the backend's own
-
-    def __getattr__(self, name: str) -> Any:
-        # Backend-specific helpers (DiskBackend.cache for the adapter tests, ...).
-        return getattr(self.inner, name)

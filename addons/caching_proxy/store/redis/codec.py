@@ -1,4 +1,4 @@
-"""How the Redis store (store/redis_store.py) writes values as bytes and reads them back.
+"""How the Redis store (store/redis/store.py) writes values as bytes and reads them back.
 
 A value is one mark byte and its data: a response or a Vary index pickled, a tag marker's URL
 as UTF-8. Reading unpickles with an unpickler that builds only this package's entry classes, so

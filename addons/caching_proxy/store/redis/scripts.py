@@ -1,8 +1,8 @@
-"""The Lua scripts of the Redis store (store/redis_store.py), each usable from redis-py's sync
+"""The Lua scripts of the Redis store (store/redis/store.py), each usable from redis-py's sync
 and asyncio clients, and the pipelined DELETE commands of a delete over many keys.
 
 A script runs atomically on the server: no other client's command runs between its steps. Every
-script's KEYS share one Cluster slot (store/redis_keys.py names a URL's keys, and a tag's, into
+script's KEYS share one Cluster slot (store/redis/keys.py names a URL's keys, and a tag's, into
 one), so each stays one atomic step on a Redis Cluster too; PUBLISH reaches every node.
 """
 
