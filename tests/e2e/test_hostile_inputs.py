@@ -116,6 +116,8 @@ CASES = [
          h2_expect="close", reaches_origin=True, body=b"good"),
     # 10. Empty lines before a request are ignored (RFC 9112 2.2), also after a body.
     Case("leading-crlf", b"\r\n" + head("GET {P} HTTP/1.1", "Host: x"), 200, body=b"good"),
+    Case("empty-line-flood", b"\r\n\n" * 40000 + head("GET {P} HTTP/1.1", "Host: x"), 200,
+         body=b"good"),
     Case("crlf-after-body",
          head("POST {P}-post HTTP/1.1", "Host: x", "Content-Length: 2") + b"ab\r\n"
          + head("GET {P} HTTP/1.1", "Host: x"), 200, answers=2, reaches_origin=True,
