@@ -72,10 +72,6 @@ def strip(headers: http.Headers, upgrade: bool | None = None, underscores: bool 
     return changed
 
 
-def is_upgrade(headers: http.Headers) -> bool:
-    """A request asking to switch protocols (RFC 9110 7.8) with both fields in place."""
-    return _asks_upgrade(_options(headers.fields), headers.fields)
-
-
 def _asks_upgrade(options: set[bytes], fields: tuple[tuple[bytes, bytes], ...]) -> bool:
+    """A request asking to switch protocols (RFC 9110 7.8), with both fields in place."""
     return b"upgrade" in options and any(name.lower() == b"upgrade" for name, _ in fields)
