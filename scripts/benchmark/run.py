@@ -93,6 +93,9 @@ def rows(entries: int) -> list[Row]:
         Row("hitnolane", f"caching-proxy --no-hit-lane hit, {SMALL_KEYS} entries (every hit "
             "through mitmproxy's layers)", "proxy-nolane", Load("random", "/b1k/h", SMALL_KEYS),
             "1 KB"),
+        Row("hitbudget", f"caching-proxy hit, {SMALL_KEYS} entries, --origin-rate 5/s "
+            "--origin-concurrency 4 (the origin budget on)", "proxy-budget",
+            Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
         Row("hitmem", f"caching-proxy hit, {SMALL_KEYS} entries, --memory-size 64m",
             "proxy-mem", Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
         Row("hitnomem", f"caching-proxy hit, {SMALL_KEYS} entries, --memory-size 0 (no memory "
@@ -232,6 +235,7 @@ def server_commands(
         "ceiling": ([sys.executable, "-O", "-m", "benchmark.ceiling", "--port", "{port}",
                      "--origin", origin_url], {}),
         "proxy-nolane": (proxy("nolane", "--no-hit-lane"), {}),
+        "proxy-budget": (proxy("budget", "--origin-rate", "5/s", "--origin-concurrency", "4"), {}),
         "proxy-full": (proxy("full", "--memory-size", FULL_MEMORY_SIZE), {}),
         "proxy-fullmem": (proxy("fullmem", "--memory-size", FULLMEM_MEMORY_SIZE), {}),
         "proxy-miss": (proxy("miss"), {}),
@@ -328,7 +332,7 @@ def prefill(started: dict[str, servers.Server], notes: list[str]) -> None:
     """Stores the small sets; a second request for one URL must then be a HIT."""
     paths = [f"/b1k/h{i}" for i in range(SMALL_KEYS)] + ["/b44k/x"] + [
         f"/t1k/h{i}" for i in range(SMALL_KEYS)]
-    for name in ("proxy", "proxy-nolane", "proxy-mem", "proxy-nomem", "proxy-workers2",
+    for name in ("proxy", "proxy-nolane", "proxy-budget", "proxy-mem", "proxy-nomem", "proxy-workers2",
                  "proxy-workers2-nolane", "proxy-redis", "proxy-redis-nomem", "proxy-redis2",
                  "proxy-cluster", "proxy-cluster-nomem", "base-proxy", "base-proxy-mem",
                  "base-proxy-redis-nomem",
@@ -536,6 +540,9 @@ def targets(by_target: dict[str, float], growth: dict[str, float], entries: int)
         check("one worker >= 4x plain mitmdump on hits", r("hit1k", "mitmdump1k"), 4.0, True),
         check("--workers 2 >= 1.25x naive gunicorn -w 2", r("workers2", "gunicorn"), 1.25, True),
         check("hit lane on vs off, one worker (no target)", r("hit1k", "hitnolane"), 0.0, True),
+        # Issue 32: a hit under the origin budget costs what a hit without it costs.
+        check("hit under --origin-rate >= 0.95x a hit without it", r("hitbudget", "hit1k"),
+              0.95, True),
         check("hit lane on vs off, --workers 2 (no target)", r("workers2", "workers2nolane"),
               0.0, True),
         check("hit vs mitmproxy's bound, the lean master answering at once (no target)",

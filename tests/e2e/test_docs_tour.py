@@ -33,7 +33,8 @@ PROXY, ORIGIN, WEB = "http://127.0.0.1:3000", "http://dummyjson.com", "http://12
 START = "./scripts/caching-proxy --port 3000 --origin http://dummyjson.com"
 # What may differ from the README's example output: the clock's and the origin's numbers.
 VARYING = [(re.compile(r"ttl=-?\d+"), "ttl=N"), (re.compile(r"^Age: \d+$"), "Age: N"),
-           (re.compile(r"^bytes +[\d.]+ \S+$"), "bytes N")]
+           (re.compile(r"^bytes +[\d.]+ \S+$"), "bytes N"),
+           (re.compile(r"^bytes served +[\d.]+ \S+$"), "bytes served N")]
 
 
 @dataclass

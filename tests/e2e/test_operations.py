@@ -113,8 +113,12 @@ def test_stats_count_known_traffic_exactly(origin: Origin, proxy: Proxy) -> None
     assert stats == {
         "entries": 2, "bytes": stats["bytes"], "hits": 2, "collapsed": 0, "stale": 0,
         "misses": 6, "revalidated": 1, "passed": 1, "unavailable": 0, "origin_errors": 1,
+        "bytes_served": stats["bytes_served"], "responses_1xx": 0, "responses_2xx": 9,
+        "responses_3xx": 0, "responses_4xx": 0, "responses_5xx": 1, "evicted_expiry": 0,
+        "evicted_lru": 0, "store_timeouts": 0, "store_down_seconds": 0.0,
         "hit_ratio": round(2 / 9, 4),
     }
+    assert stats["bytes_served"] > 0
     assert stats["bytes"] > len(b"one") + len(b"r")
     human = cli("--cache-dir", str(proxy.cache_dir), "--stats")
     assert "hit ratio      22.2%" in human.stdout and "misses         6" in human.stdout
@@ -148,8 +152,9 @@ def test_list_shows_urls_status_size_age_ttl_variants(origin: Origin, proxy: Pro
     assert 90 <= rows[0]["ttl"] <= 100 and 40 <= rows[2]["ttl"] <= 50
     assert rows[0]["size"] > len(b"list")
     human = cli("--cache-dir", str(proxy.cache_dir), "--list").stdout.splitlines()
-    assert human[0].split() == ["URL", "STATUS", "SIZE", "AGE", "TTL", "VARIANTS"]
+    assert human[0].split() == ["URL", "STATUS", "SIZE", "AGE", "TTL", "VARIANTS", "VARY"]
     assert len(human) == 4 and human[3].startswith(base + "/m  404")
+    assert [line.split()[-1] for line in human[1:]] == ["accept=a/b", "accept=c/d", "-"]
 
 
 def access_lines(proxy: Proxy, marker: str) -> list[str]:

@@ -3,7 +3,7 @@ store's registry, passes the store contract tests: every test of the layout, tag
 and the sync/async check that takes a `store` (or `any_store`), run here against it.
 
 What it takes to add a backend: implement store/backend.py's Backend (the data calls of
-`Values`, `Locks`, `UseCounts`, `Counters`, `Contents`, `Handle`), declare its `Traits`, and
+`Values`, `Locks`, `UseCounts`, `Counters`, `Schedules`, `Contents`, `Handle`), declare its `Traits`, and
 `register(scheme, opener)`. No other module of the package changes.
 """
 
@@ -22,9 +22,11 @@ from typing import Any
 import pytest
 import test_store_async
 import test_store_layout
+import test_store_schedules
 import test_store_tags
 import test_store_use_counts
 
+from caching_proxy.policy.origin_budget import reserve
 from caching_proxy.store import Store, Traits, Usage, open_store, register, unregister
 from caching_proxy.store.backend import SEP, Backend, EntryTooLarge, Unreadable
 from caching_proxy.store.entry import Entry
@@ -33,6 +35,7 @@ from support.store_checks import check_same_as_sync
 
 SCHEME = "toy"
 VALUE, LOCK, USES, COUNT = "value", "lock", "uses", "count"
+SCHEDULE, PAUSE = "schedule", "pause"
 INF = float("inf")
 
 
@@ -171,6 +174,29 @@ class ToyBackend:
             self._data[USES, key] = Record(count, time.monotonic() + window)
         return count
 
+    def reserve(self, key: str, rate: float, burst: int, max_wait: float) -> float | None:
+        with self._lock:
+            found = self._live(SCHEDULE, key)
+            now = time.time()
+            place = reserve(0.0 if found is None else float(found.data), now, rate, burst,
+                            max_wait)
+            if place.wait is not None:
+                self._data[SCHEDULE, key] = Record(place.tat, time.monotonic() + 3600)
+        return place.wait
+
+    def hold_off(self, key: str, seconds: float) -> float:
+        with self._lock:
+            found = self._live(PAUSE, key)
+            now = time.time()
+            until = max(0.0 if found is None else float(found.data), now + seconds)
+            self._data[PAUSE, key] = Record(until, time.monotonic() + until - now)
+        return until - now
+
+    def held_off(self, key: str) -> float:
+        with self._lock:
+            found = self._live(PAUSE, key)
+        return 0.0 if found is None else max(0.0, float(found.data) - time.time())
+
     def add_counts(self, counts: dict[str, int]) -> None:
         with self._lock:
             for name, delta in counts.items():
@@ -194,7 +220,8 @@ class ToyBackend:
     def clear(self) -> Usage:
         before = self.usage()
         with self._lock:
-            for kind, key in [name for name in self._data if name[0] != COUNT]:
+            for kind, key in [name for name in self._data
+                              if name[0] not in (COUNT, SCHEDULE, PAUSE)]:
                 del self._data[kind, key]
         return before
 
@@ -249,7 +276,7 @@ def any_store(store: Store) -> Store:
 # Every contract test of these modules that runs on a `store` or `any_store`, collected here
 # too, so with the fixtures above: the same function objects, the same parameters.
 CONTRACT = [test for module in (test_store_layout, test_store_tags, test_store_use_counts,
-                                test_store_async)
+                                test_store_async, test_store_schedules)
             for name, test in sorted(vars(module).items())
             if name.startswith("test_") and callable(test)
             and {"store", "any_store"} & set(inspect.signature(test).parameters)]

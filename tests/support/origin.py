@@ -51,6 +51,7 @@ Handler = Callable[[Seen], Reply]
 class Origin:
     def __init__(self, port: int = 0) -> None:
         self.routes: dict[str, Handler] = {}
+        self.fallback: Handler | None = None  # answers the paths no route names (else 404)
         self.counts: Counter[str] = Counter()
         self.seen: list[Seen] = []
         # Every request line parsed, methods it has no handler for (a 501) included.
@@ -80,7 +81,7 @@ class Origin:
                     origin.seen.append(seen)
                     handler = origin.routes.get(self.path) or origin.routes.get(
                         self.path.split("?")[0]
-                    )
+                    ) or origin.fallback
                 reply = handler(seen) if handler else Reply(404, [], b"no route\n")
                 if reply.delay:
                     time.sleep(reply.delay)

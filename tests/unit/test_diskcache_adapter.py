@@ -124,3 +124,24 @@ def test_add_treats_an_expired_row_as_absent(cache: RecencyCache) -> None:
     assert not cache.add("lock", "b", expire=5)
     time.sleep(0.02)
     assert cache.add("lock", "b", expire=5)
+
+
+def test_cull_deletes_what_take_culled_counts_by_reason(tmp_path: Path) -> None:
+    # diskcache's _cull, called on every set: expired rows first (its DELETE names
+    # expire_time), then least recently used ones past size_limit.
+    import inspect
+
+    source = inspect.getsource(diskcache.Cache._cull)
+    assert "expire_time IS NOT NULL" in source and "DELETE FROM Cache" in source
+    made = RecencyCache(str(tmp_path), disk=EntryDisk, eviction_policy="least-recently-used",
+                        size_limit=50_000)
+    made.set("short", b"s", expire=0.001)
+    expired_at = time.time() + 0.001
+    while time.time() <= expired_at:  # past its expiry, without a sleep
+        pass
+    for n in range(20):
+        made.set(f"k{n}", b"v" * 10_000)
+    culled = made.take_culled()
+    assert culled["expiry"] == 1 and culled["lru"] >= 1
+    assert "short" not in made and made.take_culled() == {}
+    made.close()

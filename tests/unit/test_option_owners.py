@@ -23,6 +23,8 @@ MODULES = {
     "BodyLimit": ("edge/body_limit.py",), "OriginTimeouts": ("edge/origin_timeouts.py",),
     "Purge": ("edge/purge.py",), "Admin": ("ops/admin.py",), "AccessLog": ("ops/access_log.py",),
     "Metrics": ("ops/metrics.py",), "HitLane": ("mitm/hit_lane.py",),
+    "Forwarded": ("edge/forwarded.py",), "OriginGate": ("origin/gate.py",),
+    "Drain": ("mitm/drain.py",), "FlowCap": ("ops/flow_cap.py",),
 }
 
 

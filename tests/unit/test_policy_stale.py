@@ -68,12 +68,18 @@ def test_never_stale_when_the_response_forbids_it(cc: str) -> None:
 
 def test_default_serves_stale_when_the_origin_cannot_be_reached_only() -> None:
     # RFC 9111 4.2.4 lets a cache disconnected from the origin serve stale; the default covers
-    # that ("error", "timeout") and not an origin that answers 5xx (RFC 5861 stale-if-error,
-    # or the operator's http_5xx, is needed for those).
+    # that ("error", "timeout") and a rate-limiting origin's 429 ("http_429"), and not an
+    # origin that answers 5xx (RFC 5861 stale-if-error, or the operator's http_5xx, is needed
+    # for those).
     from caching_proxy.cli.options import DEFAULTS
 
     default = parse_use_stale(DEFAULTS["cache_use_stale"])
-    assert default == {"error", "timeout"}
+    assert default == {"error", "timeout", "http_429"}
+    assert serve_stale_on_failure(meta("max-age=10"), NO_DIRECTIVES, T0 + 10**6, "http_429",
+                                  default)
+    # A 429 is not among stale-if-error's statuses: without the condition, never stale.
+    assert not serve_stale_on_failure(meta("max-age=10, stale-if-error=99999999"),
+                                      NO_DIRECTIVES, T0 + 20, "http_429", frozenset())
     m = meta("max-age=10")
     assert serve_stale_on_failure(m, NO_DIRECTIVES, T0 + 10**6, "error", default)
     assert serve_stale_on_failure(m, NO_DIRECTIVES, T0 + 10**6, "timeout", default)

@@ -6,6 +6,7 @@ a wait for another request's fill makes the hook a coroutine.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from caching_proxy.policy import (
     rule_config,
 )
 from caching_proxy.policy.keys import request_key
+from caching_proxy.policy.lookup import conditional_headers
+from caching_proxy.policy.origin_budget import ahead_delta, refresh_ahead, refresh_due
 from caching_proxy.store.entry import Entry, decode_headers
 from caching_proxy.store.guarded import EntryTooLarge
 
@@ -41,6 +44,8 @@ Headers = list[tuple[str, str]]
 DIRECTIVE_FIELDS = ("cache-control", "pragma")
 ABSENT_SECONDS = 1.0  # how long the lane's "nothing stored" holds for the request it handed on
 ABSENT_LIMIT = 4096
+HOT_HITS = 3  # hits of one stored response before refresh ahead considers it
+HITS_LIMIT = 8192
 PIN_KEY = "caching_proxy.pinned"  # flow.metadata: a Pinned hit, from the lane to the request hook
 
 
@@ -64,6 +69,8 @@ class Reuse:
         # answer instead of reading the store again (a second Redis round trip on a miss, and
         # a second read that would count toward the memory tier's admission).
         self._absent: dict[str, tuple[str, Headers, float]] = {}
+        # Key -> (the stored response's time, hits it served here): refresh ahead's hotness.
+        self._hits: dict[str, tuple[float, int]] = {}
 
     def on_request(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
         store = self.shared.store
@@ -125,8 +132,31 @@ class Reuse:
         lookup = evaluate(state.directives, entry.meta, self.shared.clock())
         if lookup.action is not Action.HIT:
             return False
+        self._refresh_ahead(flow, state, entry, lookup)
         flow.metadata[PIN_KEY] = Pinned(state, headers, entry, lookup)
         return True
+
+    def _refresh_ahead(self, flow: http.HTTPFlow, state: FlowState, entry: Entry,
+                       lookup: Lookup) -> None:
+        """A fresh hit close to its expiry may start the entry's background refresh (XFetch,
+        policy/origin_budget.py), so that a steady stream of requests never meets it stale;
+        the refresher keeps it to one per key across processes."""
+        beta = self.shared.settings.refresh_ahead
+        if not beta:
+            return
+        meta = entry.meta
+        delta = ahead_delta(meta.freshness_lifetime, meta.response_time - meta.request_time)
+        if not refresh_due(lookup.ttl, delta, beta):
+            return
+        # Hot: this process served the stored response HOT_HITS times. A refresh for an entry
+        # asked once near its expiry would be an origin request nobody may need.
+        seen = self._hits.get(state.key)
+        count = seen[1] + 1 if seen is not None and seen[0] == meta.response_time else 1
+        if len(self._hits) >= HITS_LIMIT:
+            self._hits.clear()
+        self._hits[state.key] = (meta.response_time, count)
+        if count >= HOT_HITS and refresh_ahead(lookup.ttl, delta, beta, 1.0 - random.random()):
+            self.refresher.refresh(flow, state, entry, conditional_headers(meta))
 
     def _known_absent(self, flow: http.HTTPFlow, key: str, headers: Headers) -> bool:
         """Whether the lane just found nothing stored for this very request. Only the next
@@ -204,6 +234,7 @@ class Reuse:
         lookup = evaluate(state.directives, entry.meta if entry else None, now)
         action = lookup.action
         if action is Action.HIT and entry is not None:
+            self._refresh_ahead(flow, state, entry, lookup)
             self._answer_hit(flow, state, headers, entry, lookup)
             return None
         if action is Action.STALE_WHILE_REVALIDATE and entry is not None:

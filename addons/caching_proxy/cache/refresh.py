@@ -15,6 +15,7 @@ import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from mitmproxy import ctx, http
 
@@ -34,7 +35,7 @@ _NOT_FORWARDED = frozenset({b"connection", b"keep-alive", b"proxy-connection", b
                             b"transfer-encoding", b"upgrade", b"content-length", b"expect"})
 
 
-def _tls_context() -> ssl.SSLContext:
+def tls_context() -> ssl.SSLContext:
     """The upstream TLS settings mitmproxy itself uses (ssl_insecure, trusted CA options)."""
     if ctx.options.ssl_insecure:
         context = ssl.create_default_context()
@@ -89,8 +90,20 @@ def fetch(request: http.Request, timeout: float, max_size: int,
         conn.close()
 
 
+class OriginAdmission(Protocol):
+    """What lets a background refresh go to the origin (origin/gate.py): the budget, a pause
+    the origin asked for, --offline."""
+
+    async def admit_background(self) -> bool:
+        """Whether a refresh may go now (never waits); on True `background_done` is owed."""
+
+    async def background_done(self, response: http.Response | None) -> None:
+        """The refresh is over, with the origin's answer (None: it failed)."""
+
+
 class Refresher:
-    """The background refreshes of this process, at most MAX_RUNNING at once."""
+    """The background refreshes of this process, at most MAX_RUNNING at once, each admitted by
+    the origin gate when one is set (`gate`): client misses come first."""
 
     def __init__(self, shared: Shared,
                  on_response: Callable[[http.HTTPFlow], Awaitable[None] | None]) -> None:
@@ -100,6 +113,10 @@ class Refresher:
         self._tasks: set[asyncio.Task[None]] = set()
         # How a refresh reaches the origin (in-process tests put the origin on their clock).
         self.fetch: Callable[..., http.Response | None] = fetch
+        self.gate: OriginAdmission | None = None
+        # Called with the client's flow before its request is copied for a refresh (the
+        # forwarded fields, edge/forwarded.py: the cache's hook runs before that addon's).
+        self.before_copy: list[Callable[[http.HTTPFlow], None]] = []
 
     def refresh(self, flow: http.HTTPFlow, state: FlowState, entry: Entry,
                 validators: tuple[tuple[str, str], ...]) -> None:
@@ -110,6 +127,8 @@ class Refresher:
         if store is None or key in self._running or len(self._running) >= MAX_RUNNING:
             return
         timeout = self.shared.settings.refresh_timeout
+        for prepare in self.before_copy:
+            prepare(flow)
         request = flow.request.copy()
         request.method = "GET"
         for name in CACHE_ANSWERED_FIELDS:
@@ -138,17 +157,29 @@ class Refresher:
             self._running.discard(key)
             return  # another process refreshes it
         try:
-            await self._run(key, flow, timeout, max_size)
+            gate = self.gate
+            if gate is None:
+                await self._run(key, flow, timeout, max_size)
+            elif await gate.admit_background():
+                answer = None
+                try:
+                    answer = await self._run(key, flow, timeout, max_size)
+                finally:
+                    await gate.background_done(answer)
         finally:
+            self._running.discard(key)
             if store is not None:
                 store.release(lock, token)
 
-    async def _run(self, key: str, flow: http.HTTPFlow, timeout: float, max_size: int) -> None:
+    async def _run(self, key: str, flow: http.HTTPFlow, timeout: float,
+                   max_size: int) -> http.Response | None:
+        """The origin's answer to the refresh (None: it failed), once the cache took it."""
+        response = None
         try:
-            context = _tls_context() if flow.request.scheme == "https" else None
+            context = tls_context() if flow.request.scheme == "https" else None
             response = await asyncio.to_thread(self.fetch, flow.request, timeout, max_size, context)
             if response is None:
-                return
+                return None
             flow.response = response
             result = self._on_response(flow)
             if result is not None:
@@ -157,6 +188,7 @@ class Refresher:
             log.info(f"caching-proxy: background refresh of {flow.request.url} failed: {e!r}")
         finally:
             self._running.discard(key)
+        return response
 
     def done(self) -> None:
         for task in self._tasks:

@@ -10,6 +10,7 @@ from typing import Any
 
 from mitmproxy.utils import human
 
+from caching_proxy.cli.option_values import parse_beta
 from caching_proxy.policy import CacheConfig, Rule, parse_use_stale
 from caching_proxy.policy.encoding import default_codings, parse_codings
 from caching_proxy.policy.tags import DEFAULT_TAG_FIELDS
@@ -22,7 +23,7 @@ class Settings:
 
     config: CacheConfig = field(default_factory=CacheConfig)
     rules: tuple[Rule, ...] = ()
-    use_stale: frozenset[str] = frozenset({"error", "timeout"})  # as the option's default
+    use_stale: frozenset[str] = frozenset({"error", "timeout", "http_429"})  # the default
     lock_timeout: float = 5.0
     keep_stale: float = 86400.0
     max_object_size: int = 64 << 20
@@ -31,6 +32,7 @@ class Settings:
     encodings: tuple[str, ...] = field(default_factory=default_codings)
     compress: bool = False
     keep_tag_fields: bool = False
+    refresh_ahead: float = 1.0  # XFetch's beta (policy/origin_budget.py); 0: off
 
     @classmethod
     def from_options(cls, options: Any) -> Settings:
@@ -48,6 +50,7 @@ class Settings:
             keep_tag_fields=bool(options.cache_keep_tag_header),
             encodings=parse_codings(options.cache_encodings),
             compress=bool(options.cache_compress),
+            refresh_ahead=parse_beta(options.cache_refresh_ahead),
         )
 
 
@@ -111,9 +114,10 @@ def config_from(options: Any) -> CacheConfig:
 def rules_from(options: Any) -> tuple[Rule, ...]:
     if not options.cache_config:
         return ()
-    from caching_proxy.cli.config_file import load
+    from caching_proxy.cli.config_file import accepted
 
-    return load(options.cache_config).rules
+    # The file as last accepted (a reload refused whole keeps the running rules).
+    return accepted(options.cache_config).rules
 
 
 def size_limit(options: Any) -> int:

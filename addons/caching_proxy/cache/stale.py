@@ -5,6 +5,8 @@ proxy_cache_use_stale), else the failure as it is.
 
 from __future__ import annotations
 
+import math
+
 from mitmproxy import http
 
 from caching_proxy.cache import serve
@@ -12,7 +14,13 @@ from caching_proxy.cache.flow_state import TIMEOUT_KEY, FlowState, Phase, state_
 from caching_proxy.cache.settings import Shared
 from caching_proxy.cli.options import CACHE_NAME
 from caching_proxy.mitm import error_page
-from caching_proxy.policy import NO_DIRECTIVES, cache_status, evaluate, serve_stale_on_failure
+from caching_proxy.policy import (
+    NO_DIRECTIVES,
+    cache_status,
+    can_serve_stale_on_error,
+    evaluate,
+    serve_stale_on_failure,
+)
 
 
 class StaleAnswers:
@@ -36,6 +44,24 @@ class StaleAnswers:
                      status=cache_status(CACHE_NAME, hit=False, fwd=state.fwd,
                                          fwd_status=status, ttl=lookup.ttl,
                                          detail=f"stale-on-{failure.replace('_', '-')}"))
+        return True
+
+    def answer_unreached(self, flow: http.HTTPFlow, state: FlowState, detail: str,
+                         forced: bool = False) -> bool:
+        """Answer with the stored response, however stale, where the proxy does not ask the
+        origin at all (origin/gate.py: backing off, down, over budget; `forced` for --offline);
+        whether it did. Unless `forced`, never for a response that forbids stale answers (RFC
+        9111 4.2.4: must-revalidate and the like get the refusal instead). RFC 9211: a hit, as
+        nothing went forward; ttl < 0 says how stale."""
+        entry = state.stored
+        now = self.shared.clock()
+        if entry is None or not (forced or can_serve_stale_on_error(
+                entry.meta, state.directives, now, math.inf)):
+            return False
+        lookup = evaluate(NO_DIRECTIVES, entry.meta, now)
+        serve.answer(flow, state, entry, self.shared, age=lookup.age, outcome="stale",
+                     request_headers=state.client_conditionals,
+                     status=cache_status(CACHE_NAME, hit=True, ttl=lookup.ttl, detail=detail))
         return True
 
     def on_error(self, flow: http.HTTPFlow) -> None:

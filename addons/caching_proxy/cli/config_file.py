@@ -27,6 +27,7 @@ Every error names the key and its line, so that a bad file is fixed at once.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -108,6 +109,27 @@ def load(path: str) -> ConfigFile:
         if isinstance(value, dict):
             raise fail(f"unknown table [{key}] (known: [options], [[rule]])", "", key)
     return ConfigFile(path, data, options, tuple(rules))
+
+
+# A reload's file, by absolute path, once the running proxy took it (cli/reload.py): what the
+# cache's rules come from, so that a reload rolled back re-reads the rules it had, not the file.
+_accepted: dict[str, ConfigFile] = {}
+
+
+def accepted(path: str) -> ConfigFile:
+    """The file at `path` as the running proxy last took it: as read at start, or by the last
+    reload applied."""
+    held = _accepted.get(os.path.abspath(path))
+    return held if held is not None else load(path)
+
+
+def accept(path: str, config: ConfigFile | None) -> ConfigFile | None:
+    """Make `config` the file the rules come from (None: read `path` itself); the one before."""
+    key = os.path.abspath(path)
+    before = _accepted.pop(key, None)
+    if config is not None:
+        _accepted[key] = config
+    return before
 
 
 def _rule(raw: dict[str, Any], i: int, fail: Any) -> Rule:

@@ -13,11 +13,10 @@ from typing import NoReturn
 from urllib.parse import urlsplit
 
 from caching_proxy import __version__
+from caching_proxy.cli.option_types import Flag, Option
 from caching_proxy.cli.option_values import port_number, whole_number
 from caching_proxy.cli.options import (
     CACHE_OPTIONS,
-    Flag,
-    Option,
     default_cache_dir,
     flag_help,
     options_given,
@@ -107,6 +106,8 @@ COMMAND_FLAGS: tuple[Flag, ...] = (
          "stale), variants", switch=True, in_config=False),
     Flag("--stats", "entries, bytes, hits, misses, hit ratio, stale served, revalidations, "
          "origin errors since the cache was created", switch=True, in_config=False),
+    Flag("--limit", "with --list: the first N rows only (in URL order)", metavar="N",
+         parse=whole_number("limit", 0), in_config=False),
     Flag("--json", "print --list, --stats, --warm and purge results as JSON", switch=True,
          in_config=False),
     Flag("--warm", "fetch every path or URL listed in FILE (one a line; # comments), or the "
@@ -116,6 +117,13 @@ COMMAND_FLAGS: tuple[Flag, ...] = (
     Flag("--warm-concurrency", "most requests --warm has in flight at once (default: "
          "{default})", metavar="N", parse=whole_number("concurrency", 1, 256), default=4,
          in_config=False),
+    Flag("--top", "show a running proxy's figures live, refreshed every second, from its admin "
+         "API at --admin-host:--admin-port (with --purge-secret as its bearer token): "
+         "requests/s by outcome, hit ratios over 1, 5 and 60 minutes, p50/p99 latencies, "
+         "connections, store and memory tier; plain lines when not on a terminal; Ctrl-C ends "
+         "it", switch=True, in_config=False),
+    Flag("--once", "with --top: print one block of figures (over one second) and exit",
+         switch=True, in_config=False),
 )
 
 
@@ -199,13 +207,11 @@ SET_FROM: dict[str, str] = {}
 
 
 def config_argv(parser: Parser, path: str) -> list[str]:
-    """The config file as command-line arguments, each checked as the CLI checks it."""
+    """The config file as command-line arguments, each checked as the CLI checks it; a
+    ConfigError names what is wrong and where."""
     from caching_proxy.cli.config_file import ConfigError, line_of, load
 
-    try:
-        config = load(path)
-    except ConfigError as e:
-        fail(str(e))
+    config = load(path)
     text = Path(path).read_text(encoding="utf-8")
     flags = {flag.key: flag for _, flag in all_flags() if flag.in_config}
     argv: list[str] = []
@@ -214,14 +220,14 @@ def config_argv(parser: Parser, path: str) -> list[str]:
         where = f"{path}, line {line}" if line else path
         flag = flags.get(key)
         if flag is None:
-            fail(f"{where}: unknown option {key!r} (options are the long CLI options, "
-                 "with _ for -)")
+            raise ConfigError(f"{where}: unknown option {key!r} (options are the long CLI "
+                              "options, with _ for -)")
         values = value if isinstance(value, list) else [value]
         piece: list[str] = []
         for v in values:
             if flag.switch:
                 if not isinstance(v, bool):
-                    fail(f"{where}: {key} must be true or false")
+                    raise ConfigError(f"{where}: {key} must be true or false")
                 piece += [flag.name] if v else []
             else:
                 piece += [flag.name, str(v).lower() if isinstance(v, bool) else str(v)]
@@ -229,7 +235,7 @@ def config_argv(parser: Parser, path: str) -> list[str]:
         try:
             parser.parse_args(piece)
         except ValueError as e:
-            fail(f"{where}: {key}: {e}")
+            raise ConfigError(f"{where}: {key}: {e}") from None
         finally:
             parser.raise_errors = False
         argv += piece
@@ -242,13 +248,38 @@ def config_argv(parser: Parser, path: str) -> list[str]:
     return [*argv, "--set", f"cache_config={os.path.abspath(path)}"]
 
 
+def parse_all(parser: Parser, argv: list[str]) -> argparse.Namespace:
+    """The command line with its config file's options before it (so that the command line's
+    win). Raises ValueError (a ConfigError for the file) instead of exiting: for a reload."""
+    parser.raise_errors = True
+    try:
+        args = parser.parse_args(argv)
+        if args.config:
+            from_file = config_argv(parser, args.config)
+            parser.raise_errors = True  # config_argv lowers it
+            args = parser.parse_args([*from_file, *argv])
+    finally:
+        parser.raise_errors = False
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.config:
-        # The file's options first, so that the command line's win.
-        args = parser.parse_args([*config_argv(parser, args.config), *argv])
+        from caching_proxy.cli.config_file import ConfigError
+
+        try:  # the file's options first, so that the command line's win
+            args = parser.parse_args([*config_argv(parser, args.config), *argv])
+        except ConfigError as e:
+            fail(str(e))
+    if args.top:
+        from caching_proxy.ops import top
+
+        return top.run(args)
+    if args.once:
+        fail("--once goes with --top")
     if args.warm:
         from caching_proxy.ops import warm
 
@@ -299,11 +330,16 @@ def main(argv: list[str] | None = None) -> int:
 
     # The resolved folder, whatever --cache-dir said: every worker must open the same one.
     cache_options: dict[str, object] = {**options_given(args), "cache_dir": path}
+    from caching_proxy.cli.reload import Reloader
+
+    # SIGHUP reads the same command line and its config file again (cli/reload.py).
+    reloader = Reloader(argv, args, lambda again: parse_all(build_parser(), again))
     return runner.run(
         origin=args.origin, host=args.host, port=args.port, web=args.web,
         web_port=args.web_port, cache_options=cache_options, setoptions=args.setoptions,
         set_from=SET_FROM,
         banner=worker is None or worker[0] == 1, workers=args.workers, verbose=args.verbose,
+        on_reload=reloader.reload,
     )
 
 

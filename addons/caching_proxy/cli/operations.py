@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Any
 
 from caching_proxy.edge.purge import counted, prefix_glob, remove, remove_tags
-from caching_proxy.ops.report import entry_rows, stats_of, table
+from caching_proxy.ops.report import entry_rows, stats_of, table, vary_text
 from caching_proxy.policy.keys import url_key
 from caching_proxy.store import Store, open_store
 from caching_proxy.store.redis.urls import redact_store_url
 
-LIST_COLUMNS = ["url", "status", "size", "age", "ttl", "variants"]
+LIST_COLUMNS = ["url", "status", "size", "age", "ttl", "variants", "vary"]
 
 
 def human_size(n: int) -> str:
@@ -30,11 +31,24 @@ def human_size(n: int) -> str:
 
 
 def run(args: argparse.Namespace, path: str) -> int:
-    """`path`: the diskcache folder or the Redis URL."""
+    """`path`: the diskcache folder or the Redis URL. A reader that stops reading (`| head`)
+    ends the output quietly: no traceback, no error line, exit code 0."""
+    try:
+        return _run(args, path)
+    except BrokenPipeError:
+        # What is still buffered for the closed pipe would fail again as Python exits.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def _run(args: argparse.Namespace, path: str) -> int:
     store = open_store(path)
     shown = redact_store_url(path)  # a Redis URL's passwords as ***, in every line printed
     try:
         result = carry_out(store, args, shown)
+    except BrokenPipeError:
+        raise  # an OSError, but the terminal's, not the store's
     except ValueError as e:
         print(f"caching-proxy: error: {e}", file=sys.stderr)
         return 2
@@ -45,6 +59,7 @@ def run(args: argparse.Namespace, path: str) -> int:
         store.close()
     if args.json:
         print(json.dumps(result, indent=2))
+    sys.stdout.flush()  # a closed pipe is found here, inside run, not at exit
     return 0
 
 
@@ -90,16 +105,24 @@ def carry_out(store: Store, args: argparse.Namespace, path: str) -> dict[str, An
             result["cleared"] = {"entries": removed.entries, "bytes": removed.bytes}
             say(f"caching-proxy: cleared {removed.entries} entries "
                 f"({human_size(removed.bytes)}) from {path}")
+    limit = getattr(args, "limit", None)
+    if limit is not None and not args.list:
+        raise ValueError("--limit goes with --list")
     if args.list:
-        rows = entry_rows(store, time.time())
+        rows = entry_rows(store, time.time(), limit)
         result["entries"] = rows
-        say(table([{**r, "size": human_size(r["size"])} for r in rows], LIST_COLUMNS)
+        say(table([{**r, "size": human_size(r["size"]), "vary": vary_text(r["vary"])}
+                   for r in rows], LIST_COLUMNS)
             if rows else f"caching-proxy: no stored responses in {path}")
     if args.stats:
         figures = stats_of(store)
         result["stats"] = figures
         shown = {**figures, "bytes": human_size(figures["bytes"]),
+                 "bytes_served": human_size(figures["bytes_served"]),
                  "hit_ratio": "-" if figures["hit_ratio"] is None
                  else f"{figures['hit_ratio']:.1%}"}
+        shown = {("store_down" if name == "store_down_seconds" else name):
+                 (f"{value} s" if name == "store_down_seconds" else value)
+                 for name, value in shown.items()}
         say("\n".join(f"{name.replace('_', ' '):<14} {value}" for name, value in shown.items()))
     return result

@@ -6,6 +6,7 @@ after "argument --flag: "), and the readers that turn an option's text into what
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ from mitmproxy.utils import human
 
 from caching_proxy.policy import parse_use_stale
 from caching_proxy.policy.encoding import parse_codings
+from caching_proxy.policy.origin_budget import parse_rate
 
 
 def whole_number(what: str, low: int, high: int | None = None,
@@ -56,6 +58,27 @@ def parse_timeout(text: str) -> float:
     if not 0 < value <= 60:
         raise ValueError(f"invalid seconds {text!r}: a number above 0, up to 60")
     return value
+
+
+def number_from(text: str, low: float, high: float, what: str) -> float:
+    """A number from `low` to `high` (fractions allowed); ValueError saying so otherwise."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not low <= value <= high:  # NaN too
+        raise ValueError(f"invalid {what} {text!r}: a number from {low:g} up to {high:g}")
+    return value
+
+
+def parse_wait(text: str) -> float:
+    """Seconds from 0 up to an hour."""
+    return number_from(text, 0, 3600, "seconds")
+
+
+def parse_beta(text: str) -> float:
+    """XFetch's beta: from 0 (off) up to 100."""
+    return number_from(text, 0, 100, "refresh-ahead factor")
 
 
 def store_timeout(options: Any) -> float:
@@ -111,6 +134,11 @@ def _parse_log_format(text: str) -> object:
 encodings = checked_by(parse_codings)
 log_format = checked_by(_parse_log_format)
 use_stale = checked_by(parse_use_stale)
+origin_rate = checked_by(parse_rate)
+wait_seconds = checked_by(parse_wait)
+beta = checked_by(parse_beta)
+count = whole_number("count", 0)
+burst = whole_number("burst", 1)
 
 
 def store_url(text: str) -> str:

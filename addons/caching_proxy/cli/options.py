@@ -4,23 +4,25 @@
 declared through mitmproxy's option system so that `--set`, config.yaml and mitmweb's option
 editor all see it, together with the `caching-proxy` flags that set it (flag, metavar, validator,
 help). The CLI builds its parser, its `--help`, its config-file keys and its mapping to options
-from this table; tests/unit/test_options_table.py holds the README's tables to it.
+from this table; tests/unit/test_options_table.py holds the README's tables to it. Its rows'
+kinds are in option_types.py; the origin gate's rows are kept in origin_options.py, spliced in.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from caching_proxy.cli.option_types import Flag, Option
 from caching_proxy.cli.option_values import (
     FD_RESERVE,
     auto_max_connections,
     checked_by,
     connection_limit,
+    count,
     encodings,
     log_format,
     object_size,
@@ -31,7 +33,9 @@ from caching_proxy.cli.option_values import (
     store_url,
     use_stale,
 )
+from caching_proxy.cli.origin_options import ORIGIN_OPTIONS
 from caching_proxy.policy.encoding import default_codings
+from caching_proxy.policy.forwarded import parse_networks
 
 if TYPE_CHECKING:
     from mitmproxy.addonmanager import Loader
@@ -42,45 +46,6 @@ CACHE_NAME = "caching-proxy"
 def default_cache_dir() -> str:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return str(Path(base) / "caching-proxy")
-
-
-@dataclass(frozen=True)
-class Flag:
-    """A command-line flag. `help` may contain `{default}`, replaced by the default of the option
-    the flag sets (or by the flag's own `default`), so that `--help` cannot drift from it."""
-
-    name: str  # "--default-ttl"
-    help: str
-    metavar: str | None = None
-    parse: Callable[[str], Any] | None = None  # argparse `type`: a validator above
-    choices: tuple[str, ...] | None = None
-    switch: bool = False  # takes no value; given, it sets its option to `sets`
-    sets: Any = None
-    repeat: bool = False  # may be given several times; the values make a list
-    many: bool = False  # with repeat: each time takes one or more values (FLAG A B C)
-    default: Any = None  # the parsed value when not given (None: the option's default applies)
-    dest: str | None = None  # argparse attribute, when not the config key
-    in_config: bool = True  # False: meaningless as a lasting setting in a config file
-
-    @property
-    def key(self) -> str:
-        """The flag's key in a config file: the long option with _ for -."""
-        return self.name.removeprefix("--").replace("-", "_")
-
-    @property
-    def attribute(self) -> str:
-        return self.dest or self.key
-
-
-@dataclass(frozen=True)
-class Option:
-    """A mitmproxy option of the cache, and the flags that set it (the first given wins)."""
-
-    name: str
-    type: type
-    default: Any
-    help: str
-    flags: tuple[Flag, ...] = ()
 
 
 CACHE_OPTIONS: tuple[Option, ...] = (
@@ -138,19 +103,21 @@ CACHE_OPTIONS: tuple[Option, ...] = (
                Flag("--max-object-size", "largest response stored (default: {default}); larger "
                     "ones, or ones of unknown length that grow past it, are streamed to the "
                     "client, not stored", metavar="SIZE", parse=object_size),)),
-    Option("cache_use_stale", str, "error,timeout",
+    Option("cache_use_stale", str, "error,timeout,http_429",
            "When to answer with a stored stale response instead of an origin failure, whatever "
-           "its stale-if-error (nginx proxy_cache_use_stale): any of error, timeout, http_500, "
-           "http_502, http_503, http_504, comma separated. The default serves stale when the "
-           "origin cannot be reached or times out, as Squid and Traffic Server do; never for "
+           "its stale-if-error (nginx proxy_cache_use_stale): any of error, timeout, http_429, "
+           "http_500, http_502, http_503, http_504, comma separated. The default serves stale "
+           "when the origin cannot be reached, times out or answers 429 Too Many Requests, as "
+           "Squid and Traffic Server do for the first two; never for "
            "must-revalidate, proxy-revalidate, s-maxage or no-cache responses. off: only where "
            "stale-if-error allows.", (
                Flag("--use-stale", "answer with a stored stale response, however stale, when the "
-                    "origin fails: any of error, timeout, http_500, http_502, http_503, "
-                    "http_504, comma separated, as nginx proxy_cache_use_stale (default: "
-                    "{default}: an unreachable or timed-out origin; off = only where the "
-                    "response's stale-if-error allows)",
+                    "origin fails: any of error, timeout, http_429, http_500, http_502, "
+                    "http_503, http_504, comma separated, as nginx proxy_cache_use_stale "
+                    "(default: {default}: an unreachable, timed-out or rate-limiting origin; "
+                    "off = only where the response's stale-if-error allows)",
                     metavar="CONDITIONS", parse=use_stale),)),
+    *ORIGIN_OPTIONS,
     Option("cache_lock_timeout", int, 5,
            "Seconds a request for a response being fetched for another client waits for it "
            "(request coalescing, nginx proxy_cache_lock) before going to the origin itself. "
@@ -190,6 +157,20 @@ CACHE_OPTIONS: tuple[Option, ...] = (
                Flag("--keepalive-timeout", "close a kept-alive client connection idle this long, "
                     "as nginx keepalive_timeout (default: {default}; 0 = none)",
                     metavar="SECONDS", parse=seconds),)),
+    Option("cache_drain_timeout", int, 10,
+           "Seconds a stop (SIGTERM, SIGINT) lets requests in flight finish after the listener "
+           "is closed, idle connections at once (nginx worker_shutdown_timeout); past it the "
+           "rest are cut. 0: cut at once.", (
+               Flag("--drain-timeout", "on SIGTERM: stop accepting, close idle connections, let "
+                    "requests in flight finish for up to this long, then cut the rest and exit 0 "
+                    "(default: {default}; 0 = cut at once)", metavar="SECONDS",
+                    parse=seconds),)),
+    Option("cache_web_max_flows", int, 10000,
+           "Most flows mitmweb keeps (oldest dropped first), so that a long --web session stays "
+           "bounded. 0: no bound.", (
+               Flag("--web-max-flows", "with --web: most flows kept in mitmweb, the oldest "
+                    "dropped first (default: {default}; 0 = no bound)", metavar="N",
+                    parse=count),)),
     Option("cache_max_connections", str, "auto",
            "Most client connections held at once; past it new ones are closed at once, while "
            "those held keep being served. auto: (the soft RLIMIT_NOFILE - "
@@ -282,6 +263,18 @@ CACHE_OPTIONS: tuple[Option, ...] = (
                     "secret in X-Purge-Secret, and only those; the admin API then requires it "
                     "as a bearer token (default: PURGE and admin API from loopback only)",
                     metavar="SECRET"),)),
+    Option("cache_forwarded", str, "on",
+           "on: send X-Forwarded-For, X-Forwarded-Proto and Via to the origin and Via on every "
+           "answer (as Varnish and Squid); off: none of them.", (
+               Flag("--forwarded", "X-Forwarded-For, X-Forwarded-Proto and Via toward the "
+                    "origin, Via on answers (default: {default})", metavar="{on,off}",
+                    choices=("on", "off")),)),
+    Option("cache_trusted_proxies", str, "",
+           "Addresses or CIDR blocks (comma separated) whose X-Forwarded-For and "
+           "X-Forwarded-Proto are kept (appended to); from any other peer they are replaced.", (
+               Flag("--trusted-proxy", "a load balancer's address or CIDR block whose "
+                    "X-Forwarded-For is appended to, not replaced; repeatable (default: none)",
+                    metavar="CIDR", parse=checked_by(parse_networks), repeat=True),)),
     # Without flags: set with --set, an [options] table or config.yaml.
     Option("cache_lru_interval", int, 300,
            "Seconds within which repeated use of an entry counts once for least-recently-used "
@@ -320,7 +313,8 @@ READ_BY: Mapping[str, tuple[str, ...]] = {
         "cache_heuristic_max", "cache_cookie_requests", "cache_set_cookie",
         "cache_targeted_fields", "cache_config", "cache_compress", "cache_encodings",
         "cache_first_byte_timeout", "cache_keep_stale", "cache_keep_tag_header",
-        "cache_lock_timeout", "cache_max_object_size", "cache_tag_headers", "cache_use_stale"),
+        "cache_lock_timeout", "cache_max_object_size", "cache_tag_headers", "cache_use_stale",
+        "cache_refresh_ahead"),
     "ClientLimits": ("cache_header_timeout", "cache_keepalive_timeout", "cache_max_connections"),
     "ClientTls": ("cache_tls_cert", "cache_tls_key"),
     "BodyLimit": ("cache_max_object_size",),
@@ -329,8 +323,14 @@ READ_BY: Mapping[str, tuple[str, ...]] = {
     "Purge": ("cache_purge_secret",),
     "Admin": ("cache_admin_host", "cache_admin_port", "cache_purge_secret"),
     "AccessLog": ("cache_access_log", "cache_access_log_file"),
-    "Metrics": ("cache_metrics_port",),
+    "Metrics": ("cache_metrics_port", "cache_admin_port"),
     "HitLane": ("cache_hit_lane", "cache_tls_cert"),
+    "Drain": ("cache_drain_timeout",),
+    "FlowCap": ("cache_web_max_flows",),
+    "Forwarded": ("cache_forwarded", "cache_trusted_proxies"),
+    "OriginGate": ("cache_origin_concurrency", "cache_origin_rate", "cache_origin_burst",
+                   "cache_origin_queue_timeout", "cache_offline", "cache_health_check",
+                   "cache_health_interval", "cache_health_fails"),
 }
 _BY_NAME = {o.name: o for o in CACHE_OPTIONS}
 

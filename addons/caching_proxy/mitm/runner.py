@@ -76,6 +76,63 @@ def web_url(m: master.Master) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{m.options.web_port}/"
 
 
+def service_addresses(o: options.Options) -> str:
+    """The admin API and metrics listeners that are on, for the start-up line."""
+    parts = []
+    admin = getattr(o, "cache_admin_port", 0)
+    if admin:
+        host = o.cache_admin_host
+        parts.append(f"admin http://{f'[{host}]' if ':' in host else host}:{admin}/")
+    metrics = getattr(o, "cache_metrics_port", 0)
+    if metrics:  # ops/metrics.py serves on loopback
+        parts.append(f"metrics http://127.0.0.1:{metrics}/metrics")
+    return "".join(f", {p}" for p in parts)
+
+
+# What the flow list's markers mean (mitmweb shows the emoji, and the comment column in words).
+WEB_LEGEND = ("flow markers: \N{FLOPPY DISK} hit, \N{GLOBE WITH MERIDIANS} miss, "
+              "\N{ANTICLOCKWISE DOWNWARDS AND UPWARDS OPEN CIRCLE ARROWS} revalidated, "
+              "\N{HOURGLASS} stale, \N{BLACK RIGHTWARDS ARROW} passed, \N{NO ENTRY} unavailable; "
+              "the comment column says it in words")
+
+
+def show_comments(o: options.Options) -> None:
+    """mitmweb's flow list with its comment column (the cache's outcome in words, readable
+    without an emoji font), unless the columns were chosen already."""
+    columns = list(getattr(o, "web_columns", None) or [])
+    if columns and "comment" not in columns:  # before --set, which may choose them
+        o.update(web_columns=[*columns, "comment"])
+
+
+def install_signals(m: master.Master, on_reload: Callable[[master.Master], object] | None
+                    ) -> None:
+    """SIGTERM and SIGINT drain (mitm/drain.py); SIGINT while draining stops at once, a second
+    SIGTERM does not (systemd's default KillMode sends it to every process of the unit, a
+    --workers supervisor's workers too, besides the one the supervisor passes on). SIGHUP
+    reloads."""
+    loop = asyncio.get_running_loop()
+
+    def stop(signum: int) -> None:
+        drain = m.addons.get("drain")
+        if drain is None or not m.options.cache_drain_timeout:
+            m.shutdown()
+        elif drain.task is None:
+            drain.begin(m)
+        elif signum == signal.SIGINT:
+            m.shutdown()
+        else:
+            logging.getLogger(__name__).info(
+                "caching-proxy: already stopping (SIGINT stops at once)")
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop, sig)
+    if hasattr(signal, "SIGHUP"):
+        loop.add_signal_handler(signal.SIGHUP, lambda: on_reload(m) if on_reload else None)
+        # `python -m caching_proxy` blocks it until now (see __main__): one sent while the
+        # process started is held pending, handled here, not the end of the process.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
+
+
 def run(
     *,
     origin: str,
@@ -89,6 +146,7 @@ def run(
     banner: bool = True,
     workers: int = 1,
     verbose: bool = False,
+    on_reload: Callable[[master.Master], object] | None = None,
 ) -> int:
     error_page.install()
 
@@ -121,6 +179,7 @@ def run(
                 f"caching-proxy: listening on {'https' if cache_options.get('cache_tls_cert') else 'http'}"
                 f"://{host}:{port}, origin {origin}, cache {store}"
             )
+            text += service_addresses(m.options)
             if web:
                 text += f", inspect at {web_url(m)}"
             if workers > 1:
@@ -130,6 +189,8 @@ def run(
         if banner:
             m.addons.add(Banner(line))
         m.addons.add(FreezeStartup())
+        # mitmweb's bound: the lean master keeps no flows, and no addon of it declares it.
+        given = {k: v for k, v in cache_options.items() if web or k != "cache_web_max_flows"}
         try:
             opts.update(
                 mode=[f"reverse:{origin}"],
@@ -139,10 +200,11 @@ def run(
                 connection_strategy="lazy",
                 listen_host=host,
                 listen_port=port,
-                **cache_options,
+                **given,
             )
             if web:
                 opts.update(web_port=web_port, web_open_browser=False)
+                show_comments(opts)
             for setting in setoptions:
                 try:
                     opts.set(setting)
@@ -156,9 +218,9 @@ def run(
         except exceptions.OptionsError as e:
             print(f"caching-proxy: error: {e}", file=sys.stderr)
             return 2
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, m.shutdown)
+        install_signals(m, on_reload)
+        if web and banner:
+            logging.getLogger(__name__).info(f"caching-proxy: {WEB_LEGEND}")
         await m.run()
         return 0
 

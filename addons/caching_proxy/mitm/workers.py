@@ -2,8 +2,8 @@
 
 The kernel spreads connections over the processes with SO_REUSEPORT, and diskcache is safe for
 several processes on one folder, so each worker is the ordinary single-process proxy; the parent
-only starts them, forwards SIGINT/SIGTERM (and SIGUSR1, which reopens the access log) and
-stops all when one exits.
+only starts them, forwards SIGINT/SIGTERM (a drain, see drain.py), SIGHUP (a reload) and SIGUSR1
+(which reopens the access log), and stops all when one exits.
 """
 
 from __future__ import annotations
@@ -60,32 +60,44 @@ def end_with_supervisor(interval: float = 1.0) -> None:
 
 
 def supervise(argv: list[str], count: int) -> int:
-    """Run `count` workers with the same arguments; return the exit code of the first to end."""
-    usr1 = {signal.SIGUSR1} if hasattr(signal, "SIGUSR1") else set()
+    """Run `count` workers with the same arguments; return the exit code of the first to end.
+
+    SIGTERM and SIGINT are passed on each time they come (a first one drains each worker, a
+    SIGINT after it stops it at once); SIGHUP (reload) and SIGUSR1 (reopen the access log) are
+    passed on, and each worker reads its config file itself."""
+    held = {getattr(signal, name) for name in ("SIGUSR1", "SIGHUP") if hasattr(signal, name)}
     # Blocked while the children start (they inherit the mask, see __main__) and until the
-    # handler below passes it on: a reopen sent now is held, not lost, and kills nobody.
-    signal.pthread_sigmask(signal.SIG_BLOCK, usr1)
+    # handler below passes it on: a reopen or reload sent now is held, not lost, and kills
+    # nobody.
+    signal.pthread_sigmask(signal.SIG_BLOCK, held)
     children = [
         subprocess.Popen(
             [sys.executable, "-O", "-m", "caching_proxy", *argv],
             env={**os.environ, WORKER_ENV: f"{i}/{count}"},
+            # Their own process group: a terminal's Ctrl-C reaches the supervisor alone, which
+            # passes it on once (twice, a SIGINT would stop a draining worker at once).
+            process_group=0,
         )
         for i in range(1, count + 1)
     ]
+    stopping = False
 
-    def stop(signum: int, _frame: FrameType | None) -> None:
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = stopping or signum in (signal.SIGINT, signal.SIGTERM)
         for child in children:
             if child.poll() is None:
                 child.send_signal(signum)
 
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    if hasattr(signal, "SIGUSR1"):  # reopen the access log (logrotate): passed on, not a stop
-        signal.signal(signal.SIGUSR1, stop)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, usr1)
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    for signum in held:  # not a stop: passed on
+        signal.signal(signum, forward)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
     pid, status = os.wait()
     code = os.waitstatus_to_exitcode(status)
-    stop(signal.SIGTERM, None)
+    if not stopping:  # one worker ended by itself: the others stop too (draining, once)
+        forward(signal.SIGTERM, None)
     for child in children:
         if child.pid != pid:
             child.wait()

@@ -12,7 +12,10 @@ neither change the store nor, by DNS rebinding, read it. Timeouts and a connecti
 what hostile clients can hold (admin_http.py).
 
 Endpoints: GET /stats, GET /entries?prefix=&tag=&limit=&cursor=, POST /purge, POST /clear,
-GET /metrics (Prometheus text). Errors are JSON objects {"error": "..."} with a fitting status.
+GET /metrics (Prometheus text), GET /status (/stats with the last hour's figures, history.py)
+and the read-only status page GET / with its script /status.js (status_page.py: without the
+bearer token, as they hold no figure, but with the same Host and Origin checks). Errors are
+JSON objects {"error": "..."} with a fitting status.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 if TYPE_CHECKING:
     from caching_proxy.ops.metrics import Metrics
+    from caching_proxy.origin.gate import OriginGate
 
 from mitmproxy.addonmanager import Loader
 
@@ -39,8 +43,11 @@ from caching_proxy.cache.addon import CacheAddon
 from caching_proxy.cli import options as opts
 from caching_proxy.edge.purge import is_loopback, prefix_glob, remove, remove_tags
 from caching_proxy.mitm import workers
+from caching_proxy.ops import history as history_module
+from caching_proxy.ops import status_page
 from caching_proxy.ops.admin_http import JSON, ApiError, BoundedServer, GuardedHandler, json_error
 from caching_proxy.ops.report import stats_of
+from caching_proxy.origin.figures import origin_stats
 from caching_proxy.policy.keys import target_of
 from caching_proxy.store import Store
 from caching_proxy.store.guarded import STORE_ERRORS
@@ -52,7 +59,7 @@ DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 PURGE_TARGETS = ("url", "prefix", "glob", "tags")
 READ_BATCH = 200
 ROUTES = {"/stats": "GET", "/entries": "GET", "/metrics": "GET", "/purge": "POST",
-          "/clear": "POST"}
+          "/clear": "POST", "/offline": "POST", "/status": "GET", "/": "GET", "/status.js": "GET"}
 
 
 def parse_body(raw: bytes, allowed: tuple[str, ...]) -> dict[str, Any]:
@@ -161,12 +168,19 @@ def entries_page(store: Store, query: dict[str, list[str]], now: float) -> dict[
 class AdminServer(BoundedServer):
     def __init__(self, address: tuple[str, int], *, store_of: Callable[[], Store | None],
                  secret: str, origin: str | None, metrics: CollectorRegistry | None,
-                 handler: type[BaseHTTPRequestHandler] | None = None) -> None:
+                 handler: type[BaseHTTPRequestHandler] | None = None,
+                 live: Callable[[], dict[str, Any]] | None = None,
+                 offline: Callable[[bool | None], bool] | None = None,
+                 history: history_module.History | None = None) -> None:
         super().__init__(address, handler or Handler, admin_host=address[0])
+        # Switches --offline in this process (None: says it without switching); whether on.
+        self.offline = offline
         self.store_of = store_of
         self.secret = secret
         self.origin = origin
         self.metrics = metrics
+        self.live = live  # this run's figures (uptime, open connections) for /stats
+        self.history = history  # the last hour's samples for /status
 
 
 class Handler(GuardedHandler):
@@ -209,12 +223,16 @@ class Handler(GuardedHandler):
             # Its unread body would be read as the next request: a refused request could carry
             # one past the checks in it.
             self.close_connection = True
+        headers = {**status_page.headers_for(content_type), **headers}
         # Outside the try: STORE_ERRORS has OSError, and a client gone is no store failure.
         self.answer(status, payload, content_type, headers)
 
     def _route(self, method: str) -> tuple[int, bytes, str]:
         self.checked(self.check_safety)  # before anything else, with or without a secret
-        self.checked(self._authorize)
+        # The page holds no figure (its script sends the token); string tests that cannot fail.
+        if not (self.path.partition("?")[0] in status_page.PAGE_ROUTES
+                and method in ("GET", "HEAD") and self.server.secret):
+            self.checked(self._authorize)
         parts = urlsplit(self.path)
         expected = ROUTES.get(parts.path)
         if expected is None:
@@ -223,7 +241,11 @@ class Handler(GuardedHandler):
         if method != expected and not (method == "HEAD" and expected == "GET"):
             raise ApiError(405, f"{parts.path} takes {expected}", {"Allow": expected})
         raw = self.read_body(MAX_BODY)
+        if parts.path in status_page.PAGE_ROUTES:
+            return (200, *status_page.page(parts.path))
         store = self.server.store_of()
+        if parts.path == "/offline":
+            return 200, (json.dumps(self._offline(raw)) + "\n").encode(), "application/json"
         if parts.path == "/metrics":
             registry = self.server.metrics
             if registry is None:
@@ -232,7 +254,11 @@ class Handler(GuardedHandler):
         if store is None:
             raise ApiError(503, "the cache store is not open")
         if parts.path == "/stats":
-            result: dict[str, Any] = stats_of(store)
+            result = self._stats(store)
+        elif parts.path == "/status":
+            if self.server.history is None:
+                raise ApiError(404, "no metrics in this process")
+            result = status_page.status_of(self._stats(store), self.server.history)
         elif parts.path == "/entries":
             result = entries_page(store, parse_qs(parts.query, keep_blank_values=True),
                                   time.time())
@@ -246,6 +272,23 @@ class Handler(GuardedHandler):
                 usage = store.clear()
                 result = {"cleared": usage.entries, "bytes": usage.bytes, "soft": False}
         return 200, (json.dumps(result) + "\n").encode(), "application/json"
+
+    def _stats(self, store: Store) -> dict[str, Any]:
+        result: dict[str, Any] = stats_of(store)
+        if self.server.live is not None:
+            result.update(self.server.live())
+        result.update(status_page.memory_tier_of(store))
+        return result
+
+    def _offline(self, raw: bytes) -> dict[str, Any]:
+        """POST /offline {"on": true|false}: never ask the origin (or again do); {} says."""
+        switch = self.server.offline
+        if switch is None:
+            raise ApiError(404, "no origin gate in this process")
+        on = parse_body(raw, ("on",)).get("on")
+        if on is not None and not isinstance(on, bool):
+            raise ApiError(400, "on must be true or false")
+        return {"offline": switch(on)}
 
     def _authorize(self) -> None:
         secret = self.server.secret
@@ -269,11 +312,16 @@ class Handler(GuardedHandler):
 class Admin:
     """The addon that runs the admin server while `cache_admin_port` is set."""
 
-    def __init__(self, cache: CacheAddon, metrics: Metrics | None = None) -> None:
+    def __init__(self, cache: CacheAddon, metrics: Metrics | None = None,
+                 gate: OriginGate | None = None) -> None:
         self.cache = cache
         self.metrics = metrics
+        self.gate = gate
         self.server: AdminServer | None = None
         self.thread: threading.Thread | None = None
+        # Kept across configure (a reload): the hour's samples outlive a restarted server.
+        self.history = None if metrics is None else history_module.History(
+            lambda at: history_module.read(metrics.registry, at))
 
     def load(self, loader: Loader) -> None:
         opts.declare(loader, self)
@@ -300,7 +348,9 @@ class Admin:
             server = AdminServer(
                 (host, port), store_of=lambda: self.cache.store, secret=secret,
                 origin=reverse_origin(),
-                metrics=None if self.metrics is None else self.metrics.registry)
+                metrics=None if self.metrics is None else self.metrics.registry,
+                live=self._live, offline=None if self.gate is None else self.gate.switch_offline,
+                history=self.history)
         except OSError as e:
             raise exceptions.OptionsError(
                 f"cannot serve the admin API on {host}:{port}: {e.strerror or e}") from e
@@ -310,11 +360,22 @@ class Admin:
         self.thread = threading.Thread(target=server.serve_forever, name="caching-proxy admin",
                                        daemon=True)
         self.thread.start()
+        if self.history is not None:
+            self.history.start()
+
+    def _live(self) -> dict[str, Any]:
+        """This run's figures for /stats: the metrics' (uptime, connections), the origin's."""
+        found = {} if self.metrics is None else self.metrics.live()
+        if self.gate is not None:
+            found["origin"] = origin_stats(self.gate)
+        return found
 
     def done(self) -> None:
         self._stop()
 
     def _stop(self) -> None:
+        if self.history is not None:
+            self.history.stop()
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()

@@ -32,7 +32,20 @@ OUTCOME_COUNTERS = {
     "unavailable": "unavailable",
 }
 ORIGIN_ERRORS = "origin_errors"
-COUNTER_NAMES = (*OUTCOME_COUNTERS.values(), ORIGIN_ERRORS)
+# What operators watch beside the outcomes: answers by status class and the body bytes sent
+# (every answer that reaches the response hook, the proxy's own included), and the entries the
+# store evicted (diskcache's culls: expired ones, and least recently used ones past the size
+# bound; store/disk/adapter.py). Redis evicts by its maxmemory-policy without telling a client:
+# those stay 0 on Redis.
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+STATUS_COUNTERS = tuple(f"responses_{c}" for c in STATUS_CLASSES)
+BYTES_SERVED = "bytes_served"
+EVICTIONS = ("evicted_expiry", "evicted_lru")
+# A network store's calls that got no answer within --store-timeout, and the milliseconds it was
+# considered down (store/outage.py): GuardedStore's, added here to be persisted with the rest.
+STORE_TIMEOUTS, STORE_DOWN_MS = "store_timeouts", "store_down_ms"
+COUNTER_NAMES = (*OUTCOME_COUNTERS.values(), ORIGIN_ERRORS, BYTES_SERVED, *STATUS_COUNTERS,
+                 *EVICTIONS, STORE_TIMEOUTS, STORE_DOWN_MS)
 # Answered from the store, without waiting for the origin's answer to this request.
 FROM_STORE = ("hits", "collapsed", "stale")
 
@@ -64,8 +77,10 @@ class Counters:
         self._task = asyncio.get_running_loop().create_task(self._flush_periodically())
 
     def response(self, flow: http.HTTPFlow) -> None:
-        state = self._first_count(flow)
         response = flow.response
+        if response is not None:
+            self._count_served(response)
+        state = self._first_count(flow)
         if state is None or response is None:
             return
         if (response.status_code >= 500 and state.outcome in ("miss", "pass", "revalidated")) or (
@@ -82,6 +97,19 @@ class Counters:
         if state is not None and state.outcome not in ("hit", "collapsed", "unavailable") and (
                 not client_went_away(flow)):
             self.pending[ORIGIN_ERRORS] += 1
+
+    def _count_served(self, response: http.Response) -> None:
+        """The answer's status class and body bytes (a streamed body: its Content-Length)."""
+        status = response.status_code
+        if 100 <= status < 600:
+            self.pending[STATUS_COUNTERS[status // 100 - 1]] += 1
+        if response.stream:
+            length = response.headers.get("content-length", "")
+            size = int(length) if length.isdigit() else 0
+        else:
+            size = len(response.raw_content or b"")
+        if size:
+            self.pending[BYTES_SERVED] += size
 
     def _first_count(self, flow: http.HTTPFlow) -> FlowState | None:
         """The flow's state the first time it is seen here; a flow that failed after its
@@ -101,6 +129,10 @@ class Counters:
     def _take(self) -> dict[str, int]:
         """The counts not written yet, handed over (on the event loop)."""
         counts, self.pending = dict(self.pending), Counter()
+        guarded = self.cache.shared.store
+        if guarded is not None:
+            for name, delta in guarded.outage_counts().items():
+                counts[name] = counts.get(name, 0) + delta
         return counts
 
     def _write(self, counts: dict[str, int]) -> None:

@@ -14,8 +14,10 @@ from .storing import StoredMeta
 
 # nginx's proxy_cache_use_stale conditions this cache knows: "error" (origin unreachable or the
 # connection broke), "timeout" (an origin timeout of this proxy), "http_NNN" (the origin's status).
+# "http_429" (Too Many Requests) is no error of RFC 5861's: only the operator's condition lets a
+# stale response answer it (on by default: a rate-limited origin's refusal is no answer to keep).
 USE_STALE_CONDITIONS = frozenset(
-    {"error", "timeout", "http_500", "http_502", "http_503", "http_504"}
+    {"error", "timeout", "http_429", "http_500", "http_502", "http_503", "http_504"}
 )
 # RFC 5861 4: stale-if-error covers these statuses and failures to reach the origin.
 ERROR_STATUSES = frozenset({500, 502, 503, 504})
@@ -35,7 +37,7 @@ def parse_use_stale(text: str) -> frozenset[str]:
 
 def failure_of_status(status: int) -> str | None:
     """The failure an origin's answer is, or None when it is an answer to forward as is."""
-    return f"http_{status}" if status in ERROR_STATUSES else None
+    return f"http_{status}" if status in ERROR_STATUSES or status == 429 else None
 
 
 def serve_stale_on_failure(
@@ -52,4 +54,6 @@ def serve_stale_on_failure(
     cache_keep_stale seconds, which bounds it). Never for responses that forbid stale answers.
     """
     window = math.inf if failure in use_stale else 0.0
+    if failure == "http_429" and not window:
+        return False  # stale-if-error does not cover it (RFC 5861 4: 500, 502, 503, 504)
     return can_serve_stale_on_error(meta, directives, now, window)

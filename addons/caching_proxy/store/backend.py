@@ -19,6 +19,10 @@ Every backend implements `Backend`, the sum of these:
   the values (`scan` never lists one); `Contents.clear` removes them.
 - `Counters`: integers shared by every process (hits, misses...), kept apart from the values
   and by `clear`.
+- `Schedules`: the origin budget's shared state (origin/budget.py): a rate schedule and a pause
+  per name, each read and moved in one atomic step on the store's own clock (diskcache: one
+  transaction, this machine's time; Redis: one Lua script, the server's TIME), so every process
+  and instance on the store keeps one schedule. Kept apart from the values and by `clear`.
 - `Contents`: the values as a whole: their count and size, and removing them all.
 - `Handle`: the open store: where it is, what kind of medium (`Traits`), upkeep and closing.
 
@@ -171,6 +175,22 @@ class Counters(Protocol):
         """Every counter's value (since the store was created)."""
 
 
+class Schedules(Protocol):
+    """The origin budget's schedules, shared by every process on the store."""
+
+    def reserve(self, key: str, rate: float, burst: int, max_wait: float) -> float | None:
+        """A place in the GCRA schedule `key` (policy/origin_budget.py's `reserve`): the
+        seconds to wait before sending, or None when that would exceed `max_wait` (nothing
+        reserved). Atomic: no two processes get the same place."""
+
+    def hold_off(self, key: str, seconds: float) -> float:
+        """Pause `key` for at least `seconds` from now (a later pause in place is kept); the
+        seconds the pause now in place has left."""
+
+    def held_off(self, key: str) -> float:
+        """The seconds the pause of `key` has left (0: none)."""
+
+
 class Contents(Protocol):
     """The stored values as a whole."""
 
@@ -195,7 +215,7 @@ class Handle(Protocol):
         """Release the backend's connections and files; no call is made after."""
 
 
-class Backend(Values, Locks, UseCounts, Counters, Contents, Handle, Protocol):
+class Backend(Values, Locks, UseCounts, Counters, Schedules, Contents, Handle, Protocol):
     """Everything a store backend implements (store/registry.py opens one by scheme)."""
 
 

@@ -160,3 +160,37 @@ class CountUse(Call[int]):
 
     def run(self, backend: Backend) -> int:
         return backend.count_use(self.key, self.window)
+
+
+@dataclass(slots=True)
+class Reserve(Call[float | None]):
+    """`Schedules.reserve`: seconds to wait, or None (refused)."""
+
+    key: str
+    rate: float
+    burst: int
+    max_wait: float
+
+    def run(self, backend: Backend) -> float | None:
+        return backend.reserve(self.key, self.rate, self.burst, self.max_wait)
+
+
+@dataclass(slots=True)
+class HoldOff(Call[float]):
+    """`Schedules.hold_off`: the seconds the pause in place has left."""
+
+    key: str
+    seconds: float
+
+    def run(self, backend: Backend) -> float:
+        return backend.hold_off(self.key, self.seconds)
+
+
+@dataclass(slots=True)
+class HeldOff(Call[float]):
+    """`Schedules.held_off`: the seconds the pause has left (0: none)."""
+
+    key: str
+
+    def run(self, backend: Backend) -> float:
+        return backend.held_off(self.key)

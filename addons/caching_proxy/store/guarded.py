@@ -14,9 +14,11 @@ Traits, `Store.traits`), never from its location:
   response write, the fill and refresh locks and a rule's `min_uses` count go through the
   backend's asynchronous side on the loop (Store.lookup_async, put_async, acquire_async,
   count_use_async: redis-py's asyncio client, no thread), each waited for `timeout` seconds at
-  most; then the request passes through (nothing stored, not stored, no lock, a count of 0),
-  one warning is logged, and for a second every other call answers "unavailable" at once. A
-  lock's release is not waited for.
+  most; then the request passes through (nothing stored, not stored, no lock, a count of 0).
+  One timeout is no outage (store/outage.py): only timeouts in a row that the event loop's own
+  lateness does not explain, or a probe that gets no answer, declare the store down; then one
+  warning is logged, and for a second every other call answers "unavailable" at once. A lock's
+  release is not waited for.
 
 The wrapped store's own guarantees (what is atomic, what is shared across processes) are
 unchanged; see store/layout.py. A write cut short by the timeout leaves what a process that
@@ -35,15 +37,17 @@ from typing import TypeVar
 from caching_proxy.policy import Headers
 from caching_proxy.store import STORE_ERRORS, Store
 from caching_proxy.store.backend import EntryTooLarge
+from caching_proxy.store.calls import Call, HeldOff
 from caching_proxy.store.entry import Entry
 from caching_proxy.store.memory.tier import MEMORY_ONLY
+from caching_proxy.store.outage import Evidence, probe_bound
 
 log = logging.getLogger(__name__)
 
 # Entries larger than this are read and written in a worker thread, so that other connections
 # are not held up by the disk (measured: a 50 MB read or write on the loop stalls every client).
 OFF_LOOP_BYTES = 1 << 20
-SILENT_AFTER_TIMEOUT = 1.0  # seconds, as the Redis backend's own OUTAGE_BACKOFF
+PROBE_KEY = "store-probe"  # read by the probe after a timeout (a pause nobody sets)
 T = TypeVar("T")
 
 __all__ = ["OFF_LOOP_BYTES", "STORE_ERRORS", "EntryTooLarge", "GuardedStore"]
@@ -59,6 +63,9 @@ class GuardedStore:
         self.remote = store.traits.remote if remote is None else remote
         self.timeout = timeout
         self._silent_until = 0.0  # after a store timeout: no call waits on the store until then
+        # When timeouts are an outage, and when only the loop's lateness (store/outage.py).
+        self.evidence = Evidence(timeout)
+        self._probes: set[asyncio.Task[None]] = set()
         # Whether other processes use the store too (--workers, a shared store): only then do
         # fills and refreshes take the store's lock (for a lone proxy it is two writes per miss
         # for nothing; measured: miss throughput -20%).
@@ -92,12 +99,43 @@ class GuardedStore:
             return await asyncio.to_thread(self._read, key, headers, None)
         return await self._bounded(None, self._read_async, key, headers)
 
-    def _timed_out(self) -> None:
+    def _timed_out(self, late: float) -> None:
+        """A call got no answer in time, its timer `late` seconds behind (store/outage.py
+        decides what that says)."""
+        verdict = self.evidence.timed_out(late, time.monotonic())
+        if verdict == "down":
+            self._declared_down()
+        elif verdict == "probe":
+            self._silent_until = self.evidence.silent_until  # until the probe comes back
+            task = asyncio.get_running_loop().create_task(self._probe())
+            self._probes.add(task)
+            task.add_done_callback(self._probes.discard)
+
+    async def _probe(self) -> None:
+        """One cheap call with a bound a busy loop cannot miss: its answer settles whether the
+        store is down."""
+        try:
+            async with asyncio.timeout(probe_bound(self.timeout)):
+                await self.store.schedule_async(HeldOff(PROBE_KEY))
+            answered = True
+        except (TimeoutError, *STORE_ERRORS):
+            answered = False
+        self.evidence.probed(answered, time.monotonic())
+        if answered:
+            self._silent_until = self.evidence.silent_until
+        else:
+            self._declared_down()
+
+    def _declared_down(self) -> None:
         self.warn(TimeoutError(f"no answer within the store timeout ({self.timeout} s)"))
-        self._silent_until = time.monotonic() + SILENT_AFTER_TIMEOUT
+        self._silent_until = self.evidence.silent_until
         # As a failed read: the next read that works says so, and a later outage warns again
         # (the call was cancelled, so no socket error of its own will).
         self._reads_failed = True
+
+    def outage_counts(self) -> dict[str, int]:
+        """Store timeouts and milliseconds down since the last call, for the counters."""
+        return self.evidence.counts(time.monotonic())
 
     async def lookup_any(self, key: str, headers: Headers) -> Entry | None:
         """`lookup`, then `lookup_off_loop` for what is not read on the loop (a large value on
@@ -198,14 +236,21 @@ class GuardedStore:
         out (then silent for a second) or is silent."""
         if self._silent_until and time.monotonic() < self._silent_until:
             return failed
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
         try:
             # In this task (wait_for would make one more per call, on Python 3.11).
             async with asyncio.timeout(self.timeout):
-                return await fn(*args)
+                result = await fn(*args)
         except TimeoutError:
-            self._timed_out()
+            self._timed_out(loop.time() - deadline)
         except STORE_ERRORS as e:
             self.warn(e)
+        else:
+            evidence = self.evidence
+            if evidence.in_a_row or evidence.down_since is not None:
+                evidence.answered(time.monotonic())
+            return result
         return failed
 
     def count_use(self, key: str, window: float) -> int:
@@ -220,6 +265,14 @@ class GuardedStore:
         if not self.remote:
             return self.count_use(key, window)
         return await self._bounded(0, self.store.count_use_async, key, window)
+
+    async def schedule(self, call: Call[T], failed: T) -> T:
+        """Store.schedule (the origin budget's shared state): for a network store through its
+        asyncio client, waited for the store timeout at most; `failed` when the medium failed
+        or timed out (the caller falls back to a schedule of its own process)."""
+        if not self.remote:
+            return self.value(failed, self.store.schedule, call)
+        return await self._bounded(failed, self.store.schedule_async, call)
 
     def release(self, name: str, token: str) -> None:
         """Give the lock back; for a network store with its asyncio client, not waited for

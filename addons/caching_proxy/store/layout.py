@@ -39,13 +39,26 @@ from __future__ import annotations
 import dataclasses
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TypeVar
 
 from caching_proxy.policy import Headers, vary_key
 from caching_proxy.store.backend import SEP, Backend, EntryTooLarge, Traits, Unreadable
 from caching_proxy.store.base import Usage, VaryIndex, variant_key, variant_prefix
-from caching_proxy.store.calls import Add, CountUse, Delete, Get, Members, Release, Replace, Set
+from caching_proxy.store.calls import (
+    Add,
+    Call,
+    CountUse,
+    Delete,
+    Get,
+    Members,
+    Release,
+    Replace,
+    Set,
+)
 from caching_proxy.store.entry import Entry
 from caching_proxy.store.steps import Steps, close_async, perform_async, run, run_async
+
+T = TypeVar("T")
 
 # A Vary index is a few dozen bytes; reading no more than this under a URL tells an index from
 # a response without reading the response (where the backend can tell sizes first).
@@ -288,6 +301,16 @@ class Store:
         store), with the same atomicity. Unbounded here: the caller bounds it (GuardedStore).
         Abandoned (cancelled), the count was either added to or not, as a process that died."""
         return await perform_async(self.backend, CountUse(url, window))
+
+    def schedule(self, call: Call[T]) -> T:
+        """A Schedules call (calls.Reserve, HoldOff, HeldOff: the origin budget's shared
+        state), made at once; atomic as the method it names."""
+        return call.run(self.backend)
+
+    async def schedule_async(self, call: Call[T]) -> T:
+        """`schedule` through the backend's asynchronous side, on the event loop (a network
+        store); unbounded here (GuardedStore bounds it)."""
+        return await perform_async(self.backend, call)
 
     def add_counts(self, counts: dict[str, int]) -> None:
         """Add to the persisted counters (hits, misses, ...), shared by every process."""

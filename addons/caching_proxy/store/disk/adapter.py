@@ -2,9 +2,10 @@
 
 diskcache's public API has no read without a write (its LRU policy updates `access_time` on
 every `get`), no raw-file value format, no range query over keys and no way to read a key's
-expiry. These need its private `Cache._sql`, `Cache._con`, `Cache._disk`, `Disk._write`,
-`Disk._directory`, `Disk.filename`, the `Cache` table's columns and the encoding of str keys
-(stored as-is, raw = 1). tests/unit/test_diskcache_adapter.py checks each of them and fails
+expiry, and it counts no evictions. These need its private `Cache._sql`, `Cache._con`,
+`Cache._disk`, `Cache._cull(now, sql, cleanup, limit)` (and the text of its two DELETEs),
+`Disk._write`, `Disk._directory`, `Disk.filename`, the `Cache` table's columns and the encoding
+of str keys (stored as-is, raw = 1). tests/unit/test_diskcache_adapter.py checks each of them and fails
 loudly when a diskcache upgrade changes one; the version range is pinned in pyproject.toml.
 """
 
@@ -105,6 +106,7 @@ class RecencyCache(diskcache.Cache):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self._touched: dict[tuple[Any, Any], float] = {}  # (db key, raw) -> time of last read
         self._touched_lock = threading.Lock()
+        self.culled: dict[str, int] = {}  # rows diskcache's cull removed, by reason (take_culled)
 
     def peek(self, key: str, max_inline: int | None = None) -> Any:
         """The live value under `key` or None, in one SELECT and no write. Raises EntryTooLarge
@@ -138,6 +140,27 @@ class RecencyCache(diskcache.Cache):  # type: ignore[misc]
             return None, 0.0
         except Exception as e:  # a pickle of classes this version does not have, or garbage
             raise Unreadable(key) from e
+
+    def _cull(self, now: float, sql: Any, cleanup: Any, limit: int | None = None) -> None:
+        """diskcache's own cull (on every set: up to `cull_limit` expired rows, then rows by
+        the eviction policy while over the size bound), counting the rows each DELETE removes:
+        diskcache counts none. Its two DELETEs are told apart by their text."""
+
+        def counting(statement: str, *args: Any) -> Any:
+            cursor = sql(statement, *args)
+            if statement.startswith("DELETE") and cursor.rowcount > 0:
+                reason = "expiry" if "expire_time IS NOT NULL" in statement else "lru"
+                with self._touched_lock:
+                    self.culled[reason] = self.culled.get(reason, 0) + cursor.rowcount
+            return cursor
+
+        super()._cull(now, counting, cleanup, limit)
+
+    def take_culled(self) -> dict[str, int]:
+        """The rows culled since the last call, by reason ("expiry", "lru"), handed over."""
+        with self._touched_lock:
+            culled, self.culled = self.culled, {}
+        return culled
 
     def flush_recency(self) -> None:
         with self._touched_lock:

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator
 
 import diskcache
 
+from caching_proxy.policy.origin_budget import reserve
 from caching_proxy.store.backend import SEP, EntryTooLarge, Traits, Unreadable
 from caching_proxy.store.base import Usage
 from caching_proxy.store.disk.adapter import (
@@ -49,6 +50,9 @@ DISK_ERRORS = (sqlite3.Error, diskcache.Timeout)
 LOCK_PREFIX = "lock\x00"
 # Keys of use counts (Backend.count_use), likewise never listed as values.
 USES_PREFIX = "uses\x00"
+# Keys of the origin budget's schedules and pauses (Schedules), in the counters' cache.
+SCHEDULE_PREFIX = "schedule\x00"
+PAUSE_PREFIX = "pause\x00"
 # diskcache's per-item tag marks stored responses, so they are counted without being read.
 ENTRY_TAG = "entry"
 _AFTER_SEP = chr(ord(SEP) + 1)
@@ -194,6 +198,29 @@ class DiskBackend:
                 if delta:
                     stats.incr(name, delta, default=0)
 
+    def reserve(self, key: str, rate: float, burst: int, max_wait: float) -> float | None:
+        # One transaction (BEGIN IMMEDIATE): read, decide and move the schedule before any other
+        # process reserves. This machine's clock is every process's clock.
+        stats = self._stats()
+        with stats.transact():
+            now = time.time()
+            place = reserve(float(stats.get(SCHEDULE_PREFIX + key, 0.0)), now, rate, burst,
+                            max_wait)
+            if place.wait is not None:
+                stats.set(SCHEDULE_PREFIX + key, place.tat, expire=place.tat - now + 60)
+        return place.wait
+
+    def hold_off(self, key: str, seconds: float) -> float:
+        stats = self._stats()
+        with stats.transact():
+            now = time.time()
+            until = max(float(stats.get(PAUSE_PREFIX + key, 0.0)), now + seconds)
+            stats.set(PAUSE_PREFIX + key, until, expire=until - now + 1)
+        return until - now
+
+    def held_off(self, key: str) -> float:
+        return max(0.0, float(self._stats().get(PAUSE_PREFIX + key, 0.0)) - time.time())
+
     def counters(self) -> dict[str, int]:
         stats = self._stats()
         found: dict[str, int] = {}
@@ -213,8 +240,13 @@ class DiskBackend:
         return self._counters
 
     def flush(self) -> None:
-        """Write the recency of the entries read since the last call (see RecencyCache)."""
+        """Write the recency of the entries read since the last call (see RecencyCache), and
+        count the entries diskcache evicted since then (counters `evicted_expiry`,
+        `evicted_lru`)."""
         self.cache.flush_recency()
+        culled = self.cache.take_culled()
+        if culled:
+            self.add_counts({f"evicted_{reason}": n for reason, n in culled.items()})
 
     def changes(self) -> Generations:
         """The folder's change counters (ChangeFeed), closed with the backend."""

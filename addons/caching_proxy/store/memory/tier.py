@@ -266,6 +266,17 @@ class MemoryTier:
     def count_use(self, key: str, window: float) -> int:
         return self.inner.count_use(key, window)
 
+    # Schedules likewise: one schedule for every process.
+
+    def reserve(self, key: str, rate: float, burst: int, max_wait: float) -> float | None:
+        return self.inner.reserve(key, rate, burst, max_wait)
+
+    def hold_off(self, key: str, seconds: float) -> float:
+        return self.inner.hold_off(key, seconds)
+
+    def held_off(self, key: str) -> float:
+        return self.inner.held_off(key)
+
     def usage(self) -> Usage:
         return self.inner.usage()
 

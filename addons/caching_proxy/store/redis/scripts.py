@@ -74,6 +74,30 @@ DELETE_IF = ("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('D
 # pipeline would send a timed-out HINCRBY again on its own, counting it twice.
 ADD_COUNTS = ("for i = 1, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])"
               " end")
+# The origin budget (Schedules), in seconds on the server's clock, as text (a Lua number
+# returned to Redis would lose its fraction). KEYS: the schedule; ARGV: interval, tolerance,
+# longest wait. The GCRA step of policy/origin_budget.py's `reserve`; '-1': refused.
+_NOW_S = "local t = redis.call('TIME') local now = t[1] + t[2] / 1000000 "
+RESERVE = _NOW_S + """
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local start = math.max(tat, now)
+local wait = math.max(now, start - tonumber(ARGV[2])) - now
+if wait > tonumber(ARGV[3]) then return '-1' end
+local next_tat = start + tonumber(ARGV[1])
+redis.call('SET', KEYS[1], string.format('%.6f', next_tat), 'PX',
+           math.ceil((next_tat - now + 60) * 1000))
+return string.format('%.6f', wait)
+"""
+# KEYS: the pause; ARGV: seconds. A later pause in place is kept.
+HOLD_OFF = _NOW_S + """
+local until_ = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now + tonumber(ARGV[1]))
+redis.call('SET', KEYS[1], string.format('%.6f', until_), 'PX',
+           math.ceil((until_ - now) * 1000) + 1)
+return string.format('%.6f', until_ - now)
+"""
+HELD_OFF = _NOW_S + """
+return string.format('%.6f', math.max(0, tonumber(redis.call('GET', KEYS[1]) or '0') - now))
+"""
 # No keys: runs on any node (a cluster forwards the message to every node).
 PUBLISH = "return redis.call('PUBLISH', ARGV[1], ARGV[2])"
 

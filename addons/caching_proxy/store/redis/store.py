@@ -59,6 +59,8 @@ from caching_proxy.store.redis.keys import (
     GROUP,
     LOCK,
     PATTERN,
+    PAUSE,
+    SCHEDULE,
     USES,
     VALUE,
     announcement,
@@ -95,6 +97,8 @@ class RedisBackend(Sender):
         self._members, self._get_with_ttl = LuaScript(lua.MEMBERS), LuaScript(lua.GET_WITH_TTL)
         self._count_use, self._delete_if = LuaScript(lua.COUNT_USE), LuaScript(lua.DELETE_IF)
         self._publish, self._add_counts = LuaScript(lua.PUBLISH), LuaScript(lua.ADD_COUNTS)
+        self._reserve, self._hold_off = LuaScript(lua.RESERVE), LuaScript(lua.HOLD_OFF)
+        self._held_off = LuaScript(lua.HELD_OFF)
 
     # -- the calls with an asynchronous side, each written once --------------------------------
 
@@ -124,6 +128,12 @@ class RedisBackend(Sender):
                 return self._delete_if_ops(name, token)
             case calls.CountUse(key, window):
                 return self._count_use_ops(key, window)
+            case calls.Reserve(key, rate, burst, max_wait):
+                return self._reserve_ops(key, rate, burst, max_wait)
+            case calls.HoldOff(key, seconds):
+                return self._hold_off_ops(key, seconds)
+            case calls.HeldOff(key):
+                return self._held_off_ops(key)
         raise TypeError(f"not a backend call: {call!r}")
 
     def get(self, key: str, max_inline: int | None = None) -> object | None:
@@ -242,6 +252,30 @@ class RedisBackend(Sender):
         # One script: no other client's command runs between INCR and PEXPIRE.
         window_ms = max(1, int(window * 1000))
         return int((yield Script(self._count_use, [redis_key(key, USES)], [window_ms])))
+
+    def reserve(self, key: str, rate: float, burst: int, max_wait: float) -> float | None:
+        return self._send(self._reserve_ops(key, rate, burst, max_wait))
+
+    def _reserve_ops(self, key: str, rate: float, burst: int, max_wait: float,
+                     ) -> Ops[float | None]:
+        interval = 1.0 / rate
+        wait = float((yield Script(self._reserve, [redis_key(key, SCHEDULE)],
+                                   [repr(interval), repr((max(1, burst) - 1) * interval),
+                                    repr(max_wait)])))
+        return None if wait < 0 else wait
+
+    def hold_off(self, key: str, seconds: float) -> float:
+        return self._send(self._hold_off_ops(key, seconds))
+
+    def _hold_off_ops(self, key: str, seconds: float) -> Ops[float]:
+        return float((yield Script(self._hold_off, [redis_key(key, PAUSE)],
+                                   [repr(seconds)])))
+
+    def held_off(self, key: str) -> float:
+        return self._send(self._held_off_ops(key))
+
+    def _held_off_ops(self, key: str) -> Ops[float]:
+        return float((yield Script(self._held_off, [redis_key(key, PAUSE)], [])))
 
     # -- synchronous only: listings, contents, counters ----------------------------------------
 
