@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from support.limited_origin import Answers, LimitedOrigin, crowd
+from support.origin import Origin, Reply, Seen
 from support.proxy import Proxy
 from support.redis_server import RedisServer
 
@@ -65,3 +67,64 @@ def test_two_instances_on_one_redis_share_one_rate(
             p.stop()
     assert len(results) == 2
     check(limited, results)
+
+
+class SlowOrigin:
+    """An origin that takes 0.3 s per answer and keeps the most requests it had at once."""
+
+    def __init__(self) -> None:
+        self.origin = Origin()
+        self.lock = threading.Lock()
+        self.now = self.most = 0
+        self.origin.fallback = self._answer
+        self.url = self.origin.url
+
+    def _answer(self, seen: Seen) -> Reply:
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        time.sleep(0.3)
+        with self.lock:
+            self.now -= 1
+        return Reply(200, [("Cache-Control", "max-age=60")], seen.path.encode() + b"\n")
+
+
+@pytest.fixture
+def slow() -> Iterator[SlowOrigin]:
+    server = SlowOrigin()
+    yield server
+    server.origin.stop()
+
+
+SLOW_PATHS = [f"/s{i}" for i in range(40)]
+
+
+def test_two_workers_share_one_concurrency_bound(slow: SlowOrigin, tmp_path: Path) -> None:
+    with Proxy(slow.url, tmp_path / "cache", "--workers", "2", "--origin-concurrency", "2",
+               "--quiet") as proxy:
+        answers = crowd(proxy.port, SLOW_PATHS, clients=12, seconds=3)
+    assert not answers.failures and not answers.wrong
+    assert slow.most == 2, slow.most  # two at once in all, not two per worker
+    assert len(slow.origin.seen) >= 8  # it was kept busy
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+def test_two_instances_on_one_redis_share_one_concurrency_bound(
+        slow: SlowOrigin, store_redis: RedisServer, tmp_path: Path) -> None:
+    proxies = [Proxy(slow.url, tmp_path / f"c{i}", "--store", store_redis.url,
+                     "--origin-concurrency", "2", "--quiet") for i in (1, 2)]
+    for p in proxies:
+        p.start()
+    try:
+        results: list[Answers] = []
+        threads = [threading.Thread(target=lambda port=p.port: results.append(
+            crowd(port, SLOW_PATHS, clients=6, seconds=3))) for p in proxies]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    finally:
+        for p in proxies:
+            p.stop()
+    assert len(results) == 2 and all(not r.failures and not r.wrong for r in results)
+    assert slow.most == 2, slow.most

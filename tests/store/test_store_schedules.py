@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from caching_proxy.store import Store, open_store
-from caching_proxy.store.calls import HeldOff, HoldOff, Reserve
+from caching_proxy.store.calls import GiveSlot, HeldOff, HoldOff, Reserve, TakeSlot
 from support.entries import make_entry
 
 
@@ -90,3 +90,37 @@ def test_schedules_are_no_values_and_clear_keeps_them(store: Store) -> None:
     assert store.schedule(HeldOff("kept")) > 20
     wait = store.schedule(Reserve("kept", 1, 1, 5.0))
     assert wait is not None and wait > 0.5
+
+
+def test_slots_are_bounded_across_handles_and_freed(store: Store) -> None:
+    other = other_handle(store)
+    try:
+        taken = [h.schedule(TakeSlot("slots", f"t{i}", 2, 60.0))
+                 for i, h in enumerate((store, other, store))]
+        assert taken == [True, True, False]  # two holders at most, whichever handle asked
+        other.schedule(GiveSlot("slots", "t0"))
+        assert store.schedule(TakeSlot("slots", "t3", 2, 60.0))
+        assert not other.schedule(TakeSlot("slots", "t4", 2, 60.0))
+        store.schedule(GiveSlot("slots", "never-held"))  # nothing to free: nothing changes
+        assert not store.schedule(TakeSlot("slots", "t5", 2, 60.0))
+    finally:
+        other.close()
+
+
+def test_no_slot_is_given_twice_under_concurrency(store: Store) -> None:
+    handles = [store, other_handle(store)]
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            taken = list(pool.map(
+                lambda i: handles[i % 2].schedule(TakeSlot("crowd", f"t{i}", 5, 60.0)),
+                range(40)))
+        assert taken.count(True) == 5
+    finally:
+        handles[1].close()
+
+
+def test_a_holder_that_died_frees_its_slot_when_its_lease_ends(store: Store) -> None:
+    assert store.schedule(TakeSlot("leased", "gone", 1, 0.2))
+    assert not store.schedule(TakeSlot("leased", "next", 1, 0.2))
+    time.sleep(0.3)
+    assert store.schedule(TakeSlot("leased", "next", 1, 60.0))

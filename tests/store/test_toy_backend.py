@@ -35,7 +35,7 @@ from support.store_checks import check_same_as_sync
 
 SCHEME = "toy"
 VALUE, LOCK, USES, COUNT = "value", "lock", "uses", "count"
-SCHEDULE, PAUSE = "schedule", "pause"
+SCHEDULE, PAUSE, SLOTS = "schedule", "pause", "slots"
 INF = float("inf")
 
 
@@ -197,6 +197,23 @@ class ToyBackend:
             found = self._live(PAUSE, key)
         return 0.0 if found is None else max(0.0, float(found.data) - time.time())
 
+    def take_slot(self, key: str, token: str, limit: int, lease: float) -> bool:
+        with self._lock:
+            found = self._live(SLOTS, key)
+            now = time.monotonic()
+            holders = {t: d for t, d in (found.data if found else {}).items() if d > now}
+            taken = len(holders) < limit
+            if taken:
+                holders[token] = now + lease
+            self._data[SLOTS, key] = Record(holders, now + lease + 60)
+        return taken
+
+    def give_slot(self, key: str, token: str) -> None:
+        with self._lock:
+            found = self._live(SLOTS, key)
+            if found is not None:
+                found.data.pop(token, None)
+
     def add_counts(self, counts: dict[str, int]) -> None:
         with self._lock:
             for name, delta in counts.items():
@@ -221,7 +238,7 @@ class ToyBackend:
         before = self.usage()
         with self._lock:
             for kind, key in [name for name in self._data
-                              if name[0] not in (COUNT, SCHEDULE, PAUSE)]:
+                              if name[0] not in (COUNT, SCHEDULE, PAUSE, SLOTS)]:
                 del self._data[kind, key]
         return before
 

@@ -94,11 +94,12 @@ class OriginAdmission(Protocol):
     """What lets a background refresh go to the origin (origin/gate.py): the budget, a pause
     the origin asked for, --offline."""
 
-    async def admit_background(self) -> bool:
-        """Whether a refresh may go now (never waits); on True `background_done` is owed."""
+    async def admit_background(self) -> str | None:
+        """A ticket when a refresh may go now (never waits), which `background_done` is owed;
+        None when it may not."""
 
-    async def background_done(self, response: http.Response | None) -> None:
-        """The refresh is over, with the origin's answer (None: it failed)."""
+    async def background_done(self, ticket: str, response: http.Response | None) -> None:
+        """The refresh with `ticket` is over, with the origin's answer (None: it failed)."""
 
 
 class Refresher:
@@ -160,12 +161,12 @@ class Refresher:
             gate = self.gate
             if gate is None:
                 await self._run(key, flow, timeout, max_size)
-            elif await gate.admit_background():
+            elif (ticket := await gate.admit_background()) is not None:
                 answer = None
                 try:
                     answer = await self._run(key, flow, timeout, max_size)
                 finally:
-                    await gate.background_done(answer)
+                    await gate.background_done(ticket, answer)
         finally:
             self._running.discard(key)
             if store is not None:

@@ -8,12 +8,12 @@ from caching_proxy.cli.option_values import beta, burst, count, origin_rate, wai
 
 ORIGIN_OPTIONS: tuple[Option, ...] = (
     Option("cache_origin_concurrency", int, 0,
-           "At most this many requests in flight to the origin per proxy process (nginx "
-           "max_conns); more wait in arrival order up to cache_origin_queue_timeout. 0: no "
-           "bound.", (
-               Flag("--origin-concurrency", "at most N requests in flight to the origin (per "
-                    "process); more wait in a queue, in arrival order (default: {default} = no "
-                    "bound)", metavar="N", parse=count),)),
+           "At most this many requests in flight to the origin (nginx max_conns), shared by "
+           "every process and instance on the store; more wait in arrival order up to "
+           "cache_origin_queue_timeout. 0: no bound.", (
+               Flag("--origin-concurrency", "at most N requests in flight to the origin, for "
+                    "every worker and instance together; more wait in a queue, in arrival "
+                    "order (default: {default} = no bound)", metavar="N", parse=count),)),
     Option("cache_origin_rate", str, "",
            "At most this many requests a second (N, N/s) or a minute (N/m) to the origin, "
            "spaced evenly (a GCRA schedule, as nginx limit_req), shared by every process and "

@@ -4,7 +4,12 @@ order for a bounded time (nginx `limit_req` with `burst`/`delay`, and `max_conns
 Guarantees:
 - Concurrency: at most `concurrency` admitted requests of this process are in flight at once;
   waiters are admitted first come, first served (one FIFO queue; a waiter that gives up leaves
-  it). It is per process: with --workers N each worker keeps its own (stated in docs).
+  it). Where the store is shared, each admitted request also holds one of the store's
+  `concurrency` leased slots (Schedules.take_slot), so the bound is one for every process and
+  instance: a process's first waiter asks the store every SLOT_POLL seconds until one is free
+  (first come, first served within a process; between processes, whoever asks first after a
+  slot is freed). A slot's lease (SLOT_LEASE) frees it if its holder dies. If the store fails,
+  the process's own bound holds alone.
 - Rate: requests are sent at the times a GCRA schedule gives them (policy/origin_budget.py), in
   the order they reserved; a slot for the concurrency is taken first, so a request never waits
   for the rate and then for a slot (which could bunch sends together). Where the store is shared
@@ -18,15 +23,19 @@ Guarantees:
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections import deque
 from dataclasses import dataclass
 
 from caching_proxy.policy.origin_budget import reserve
-from caching_proxy.store.calls import Reserve
+from caching_proxy.store.calls import GiveSlot, Reserve, TakeSlot
 from caching_proxy.store.guarded import GuardedStore
 
 SCHEDULE_KEY = "origin-rate"
+SLOTS_KEY = "origin-slots"
+SLOT_POLL = 0.02  # seconds between two asks for a shared slot
+SLOT_LEASE = 300.0  # seconds a slot is held at most (a holder that died frees it then)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,55 +60,92 @@ class Budget:
         self._tat = 0.0  # this process's own schedule (no shared store, or it failed)
         self.refused = 0  # requests the budget turned away after waiting the queue timeout
         self.admitted = 0
+        self._frees: set[asyncio.Task[None]] = set()  # shared slots being freed
 
     @property
     def queued(self) -> int:
         return sum(1 for w in self._waiters if not w.done())
 
-    async def admit(self, store: GuardedStore | None) -> bool:
+    async def admit(self, store: GuardedStore | None) -> str | None:
         """Wait for a slot and the request's time in the schedule, within the queue timeout;
-        whether it may go now. On True the caller owes one `release`."""
+        None when refused, else the ticket the caller owes one `release` of."""
         limits = self.limits
         deadline = time.monotonic() + limits.queue_timeout
         if not await self._slot(deadline):
             self.refused += 1
-            return False
-        if limits.rate > 0:
-            wait = await self._reserve(store, max(0.0, deadline - time.monotonic()))
-            if wait is None:
-                self.release()
-                self.refused += 1
-                return False
-            if wait > 0:
-                try:
-                    await asyncio.sleep(wait)
-                except asyncio.CancelledError:
+            return None
+        ticket = ""
+        try:
+            if limits.concurrency and store is not None and store.shared:
+                found = await self._shared_slot(store, deadline)
+                if found is None:
                     self.release()
-                    raise
+                    self.refused += 1
+                    return None
+                ticket = found
+            if limits.rate > 0:
+                wait = await self._reserve(store, max(0.0, deadline - time.monotonic()))
+                if wait is None:
+                    self.release(ticket, store)
+                    self.refused += 1
+                    return None
+                if wait > 0:
+                    await asyncio.sleep(wait)
+        except asyncio.CancelledError:
+            self.release(ticket, store)
+            raise
         self.admitted += 1
-        return True
+        return ticket
 
-    async def admit_background(self, store: GuardedStore | None) -> bool:
+    async def admit_background(self, store: GuardedStore | None) -> str | None:
         """Admission for background work: only if nobody waits, a slot is free and the
-        schedule lets it go now; never waits. On True the caller owes one `release`."""
+        schedule lets it go now; never waits. None, or the ticket `release` is owed."""
         limits = self.limits
         if self.queued or (limits.concurrency and self.in_flight >= limits.concurrency):
-            return False
+            return None
         self.in_flight += 1
+        ticket = ""
+        if limits.concurrency and store is not None and store.shared:
+            found = await self._shared_slot(store, 0.0)
+            if found is None:
+                self.release()
+                return None
+            ticket = found
         if limits.rate > 0 and await self._reserve(store, 0.0) is None:
-            self.release()
-            return False
+            self.release(ticket, store)
+            return None
         self.admitted += 1
-        return True
+        return ticket
 
-    def release(self) -> None:
-        """One admitted request is over: its slot goes to the first waiter still waiting."""
+    def release(self, ticket: str = "", store: GuardedStore | None = None) -> None:
+        """One admitted request is over: its shared slot is freed (not waited for), and its
+        own slot goes to the first waiter still waiting."""
+        if ticket and store is not None:
+            task = asyncio.get_running_loop().create_task(
+                store.schedule(GiveSlot(SLOTS_KEY, ticket), None))
+            self._frees.add(task)
+            task.add_done_callback(self._frees.discard)
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)  # the slot passes on: in_flight stays as it is
                 return
         self.in_flight = max(0, self.in_flight - 1)
+
+    async def _shared_slot(self, store: GuardedStore, deadline: float) -> str | None:
+        """A ticket holding one of the store's slots, asked for until `deadline`; "" when the
+        store failed (this process's own bound then holds alone); None at the deadline."""
+        ticket = secrets.token_hex(8)
+        while True:
+            taken = await store.schedule(
+                TakeSlot(SLOTS_KEY, ticket, self.limits.concurrency, SLOT_LEASE), None)
+            if taken is None:
+                return ""
+            if taken:
+                return ticket
+            if time.monotonic() + SLOT_POLL > deadline:
+                return None
+            await asyncio.sleep(SLOT_POLL)
 
     async def _slot(self, deadline: float) -> bool:
         bound = self.limits.concurrency

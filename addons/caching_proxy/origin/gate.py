@@ -38,7 +38,7 @@ from caching_proxy.policy.origin_budget import parse_rate
 
 log = logging.getLogger(__name__)
 
-ADMITTED_KEY = "caching_proxy.origin_slot"  # flow.metadata: the flow holds a budget slot
+ADMITTED_KEY = "caching_proxy.origin_slot"  # flow.metadata: the budget ticket the flow holds
 # flow.metadata: time.monotonic() the gate let the flow go to the origin
 FORWARDED_KEY = "caching_proxy.sent_to_origin"
 
@@ -151,8 +151,9 @@ class OriginGate:
             self._let_go(flow)
 
     async def _admit(self, flow: http.HTTPFlow) -> None:
-        if await self.budget.admit(self.cache.shared.store):
-            flow.metadata[ADMITTED_KEY] = True
+        ticket = await self.budget.admit(self.cache.shared.store)
+        if ticket is not None:
+            flow.metadata[ADMITTED_KEY] = ticket
             self._let_go(flow)
             if not flow.live:  # the client left while it waited
                 self._release(flow)
@@ -176,16 +177,19 @@ class OriginGate:
 
     # -- background refreshes (cache/refresh.py's OriginAdmission) -----------------------------
 
-    async def admit_background(self) -> bool:
-        """Not offline, no pause, and the budget has room now with nobody waiting."""
+    async def admit_background(self) -> str | None:
+        """Not offline, no pause, and the budget has room now with nobody waiting: the ticket
+        `background_done` is owed, or None."""
         store = self.cache.shared.store
         if self.offline or not self.health.up or await self.backoff.remaining(store) > 0:
-            return False
-        return not self.budget.limits.bounded or await self.budget.admit_background(store)
+            return None
+        if not self.budget.limits.bounded:
+            return ""
+        return await self.budget.admit_background(store)
 
-    async def background_done(self, response: http.Response | None) -> None:
+    async def background_done(self, ticket: str, response: http.Response | None) -> None:
         if self.budget.limits.bounded:
-            self.budget.release()
+            self.budget.release(ticket, self.cache.shared.store)
         if response is not None:
             await self.backoff.observe(response.status_code,
                                        response.headers.get("retry-after"),
@@ -202,8 +206,9 @@ class OriginGate:
         flow.metadata[FORWARDED_KEY] = time.monotonic()  # when it left for the origin
 
     def _release(self, flow: http.HTTPFlow) -> None:
-        if flow.metadata.pop(ADMITTED_KEY, None):
-            self.budget.release()
+        ticket = flow.metadata.pop(ADMITTED_KEY, None)
+        if ticket is not None:
+            self.budget.release(ticket, self.cache.shared.store)
 
     def _refuse(self, flow: http.HTTPFlow, detail: str, status: int,
                 retry_after: float | None) -> None:

@@ -19,10 +19,11 @@ Every backend implements `Backend`, the sum of these:
   the values (`scan` never lists one); `Contents.clear` removes them.
 - `Counters`: integers shared by every process (hits, misses...), kept apart from the values
   and by `clear`.
-- `Schedules`: the origin budget's shared state (origin/budget.py): a rate schedule and a pause
-  per name, each read and moved in one atomic step on the store's own clock (diskcache: one
-  transaction, this machine's time; Redis: one Lua script, the server's TIME), so every process
-  and instance on the store keeps one schedule. Kept apart from the values and by `clear`.
+- `Schedules`: the origin budget's shared state (origin/budget.py): a rate schedule, a pause and
+  a set of leased slots (the concurrency bound) per name, each read and moved in one atomic
+  step on the store's own clock (diskcache: one transaction, this machine's time; Redis: one
+  Lua script, the server's TIME), so every process and instance on the store keeps one
+  schedule. Kept apart from the values and by `clear`.
 - `Contents`: the values as a whole: their count and size, and removing them all.
 - `Handle`: the open store: where it is, what kind of medium (`Traits`), upkeep and closing.
 
@@ -189,6 +190,14 @@ class Schedules(Protocol):
 
     def held_off(self, key: str) -> float:
         """The seconds the pause of `key` has left (0: none)."""
+
+    def take_slot(self, key: str, token: str, limit: int, lease: float) -> bool:
+        """Hold one of the `limit` slots of `key` under `token` for `lease` seconds (a holder
+        that dies frees it then), if fewer than `limit` live holders have one; whether it did.
+        Atomic: never more than `limit` live holders, whichever processes ask."""
+
+    def give_slot(self, key: str, token: str) -> None:
+        """Free the slot `token` holds (nothing if it lapsed)."""
 
 
 class Contents(Protocol):

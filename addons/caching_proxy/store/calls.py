@@ -194,3 +194,27 @@ class HeldOff(Call[float]):
 
     def run(self, backend: Backend) -> float:
         return backend.held_off(self.key)
+
+
+@dataclass(slots=True)
+class TakeSlot(Call[bool]):
+    """`Schedules.take_slot`: whether a slot was taken."""
+
+    key: str
+    token: str
+    limit: int
+    lease: float
+
+    def run(self, backend: Backend) -> bool:
+        return backend.take_slot(self.key, self.token, self.limit, self.lease)
+
+
+@dataclass(slots=True)
+class GiveSlot(Call[None]):
+    """`Schedules.give_slot`."""
+
+    key: str
+    token: str
+
+    def run(self, backend: Backend) -> None:
+        backend.give_slot(self.key, self.token)

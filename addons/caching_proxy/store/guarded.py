@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 OFF_LOOP_BYTES = 1 << 20
 PROBE_KEY = "store-probe"  # read by the probe after a timeout (a pause nobody sets)
 T = TypeVar("T")
+F = TypeVar("F")  # what a call answers when the store failed
 
 __all__ = ["OFF_LOOP_BYTES", "STORE_ERRORS", "EntryTooLarge", "GuardedStore"]
 
@@ -266,7 +267,7 @@ class GuardedStore:
             return self.count_use(key, window)
         return await self._bounded(0, self.store.count_use_async, key, window)
 
-    async def schedule(self, call: Call[T], failed: T) -> T:
+    async def schedule(self, call: Call[T], failed: F) -> T | F:
         """Store.schedule (the origin budget's shared state): for a network store through its
         asyncio client, waited for the store timeout at most; `failed` when the medium failed
         or timed out (the caller falls back to a schedule of its own process)."""

@@ -53,6 +53,7 @@ USES_PREFIX = "uses\x00"
 # Keys of the origin budget's schedules and pauses (Schedules), in the counters' cache.
 SCHEDULE_PREFIX = "schedule\x00"
 PAUSE_PREFIX = "pause\x00"
+SLOTS_PREFIX = "slots\x00"
 # diskcache's per-item tag marks stored responses, so they are counted without being read.
 ENTRY_TAG = "entry"
 _AFTER_SEP = chr(ord(SEP) + 1)
@@ -220,6 +221,26 @@ class DiskBackend:
 
     def held_off(self, key: str) -> float:
         return max(0.0, float(self._stats().get(PAUSE_PREFIX + key, 0.0)) - time.time())
+
+    def take_slot(self, key: str, token: str, limit: int, lease: float) -> bool:
+        # One transaction: the holders (token -> deadline) read, pruned and added to together.
+        stats = self._stats()
+        with stats.transact():
+            now = time.time()
+            holders = {t: d for t, d in dict(stats.get(SLOTS_PREFIX + key, {})).items()
+                       if d > now}
+            taken = len(holders) < limit
+            if taken:
+                holders[token] = now + lease
+            stats.set(SLOTS_PREFIX + key, holders, expire=lease + 60)
+        return taken
+
+    def give_slot(self, key: str, token: str) -> None:
+        stats = self._stats()
+        with stats.transact():
+            holders = dict(stats.get(SLOTS_PREFIX + key, {}))
+            if holders.pop(token, None) is not None:
+                stats.set(SLOTS_PREFIX + key, holders, expire=3600)
 
     def counters(self) -> dict[str, int]:
         stats = self._stats()

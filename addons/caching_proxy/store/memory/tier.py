@@ -277,6 +277,12 @@ class MemoryTier:
     def held_off(self, key: str) -> float:
         return self.inner.held_off(key)
 
+    def take_slot(self, key: str, token: str, limit: int, lease: float) -> bool:
+        return self.inner.take_slot(key, token, limit, lease)
+
+    def give_slot(self, key: str, token: str) -> None:
+        self.inner.give_slot(key, token)
+
     def usage(self) -> Usage:
         return self.inner.usage()
 

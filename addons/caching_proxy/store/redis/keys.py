@@ -30,7 +30,7 @@ from caching_proxy.store.backend import SEP
 
 PREFIX = "caching-proxy:"
 VALUE, GROUP, LOCK, USES = "", "group:", "lock:", "uses:"
-SCHEDULE, PAUSE = "schedule:", "pause:"  # the origin budget's (Schedules)
+SCHEDULE, PAUSE, SLOTS = "schedule:", "pause:", "slots:"  # the origin budget's (Schedules)
 COUNTERS = PREFIX + "counters"
 # The channel every write announces its owner on, for the memory tiers (store/generations.py).
 CHANGES = PREFIX + "changes"
@@ -60,7 +60,7 @@ def redis_key(name: str, kind: str = VALUE) -> str:
 def split_key(key: bytes) -> tuple[str, str]:
     """(KIND, NAME) of a Redis key `redis_key` made."""
     rest = key[_HEAD:].decode("utf-8", "surrogateescape")
-    for kind in (GROUP, LOCK, USES, SCHEDULE, PAUSE):
+    for kind in (GROUP, LOCK, USES, SCHEDULE, PAUSE, SLOTS):
         if rest.startswith(kind):
             return kind, rest[len(kind):]
     return VALUE, rest

@@ -98,6 +98,15 @@ return string.format('%.6f', until_ - now)
 HELD_OFF = _NOW_S + """
 return string.format('%.6f', math.max(0, tonumber(redis.call('GET', KEYS[1]) or '0') - now))
 """
+# KEYS: the slots (a sorted set of tokens by lease deadline); ARGV: token, limit, lease s.
+TAKE_SLOT = _NOW_S + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], math.ceil((tonumber(ARGV[3]) + 60) * 1000))
+return 1
+"""
+GIVE_SLOT = "redis.call('ZREM', KEYS[1], ARGV[1])"
 # No keys: runs on any node (a cluster forwards the message to every node).
 PUBLISH = "return redis.call('PUBLISH', ARGV[1], ARGV[2])"
 

@@ -61,6 +61,7 @@ from caching_proxy.store.redis.keys import (
     PATTERN,
     PAUSE,
     SCHEDULE,
+    SLOTS,
     USES,
     VALUE,
     announcement,
@@ -99,6 +100,7 @@ class RedisBackend(Sender):
         self._publish, self._add_counts = LuaScript(lua.PUBLISH), LuaScript(lua.ADD_COUNTS)
         self._reserve, self._hold_off = LuaScript(lua.RESERVE), LuaScript(lua.HOLD_OFF)
         self._held_off = LuaScript(lua.HELD_OFF)
+        self._take_slot, self._give_slot = LuaScript(lua.TAKE_SLOT), LuaScript(lua.GIVE_SLOT)
 
     # -- the calls with an asynchronous side, each written once --------------------------------
 
@@ -134,6 +136,10 @@ class RedisBackend(Sender):
                 return self._hold_off_ops(key, seconds)
             case calls.HeldOff(key):
                 return self._held_off_ops(key)
+            case calls.TakeSlot(key, token, limit, lease):
+                return self._take_slot_ops(key, token, limit, lease)
+            case calls.GiveSlot(key, token):
+                return self._give_slot_ops(key, token)
         raise TypeError(f"not a backend call: {call!r}")
 
     def get(self, key: str, max_inline: int | None = None) -> object | None:
@@ -276,6 +282,19 @@ class RedisBackend(Sender):
 
     def _held_off_ops(self, key: str) -> Ops[float]:
         return float((yield Script(self._held_off, [redis_key(key, PAUSE)], [])))
+
+    def take_slot(self, key: str, token: str, limit: int, lease: float) -> bool:
+        return self._send(self._take_slot_ops(key, token, limit, lease))
+
+    def _take_slot_ops(self, key: str, token: str, limit: int, lease: float) -> Ops[bool]:
+        return bool((yield Script(self._take_slot, [redis_key(key, SLOTS)],
+                                  [token, limit, repr(lease)])))
+
+    def give_slot(self, key: str, token: str) -> None:
+        self._send(self._give_slot_ops(key, token))
+
+    def _give_slot_ops(self, key: str, token: str) -> Ops[None]:
+        yield Script(self._give_slot, [redis_key(key, SLOTS)], [token])
 
     # -- synchronous only: listings, contents, counters ----------------------------------------
 
