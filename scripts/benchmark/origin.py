@@ -70,11 +70,16 @@ def body(size: int) -> bytes:
     return (b"0123456789abcdef" * (size // 16 + 1))[:size]
 
 
-def nginx_command(prefix: Path, port: int) -> list[str] | None:
-    """The command line of an nginx origin in `prefix`, or None when nginx is not installed."""
-    nginx = shutil.which("nginx") or next(
+def nginx_path() -> str | None:
+    """nginx's binary (often in an sbin folder outside a user's PATH), or None."""
+    return shutil.which("nginx") or next(
         (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None
     )
+
+
+def nginx_command(prefix: Path, port: int) -> list[str] | None:
+    """The command line of an nginx origin in `prefix`, or None when nginx is not installed."""
+    nginx = nginx_path()
     if nginx is None:
         return None
     www = prefix / "www"

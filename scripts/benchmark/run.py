@@ -1,8 +1,10 @@
-"""scripts/bench: measures caching-proxy against plain mitmdump, the origin and a naive Flask cache.
+"""scripts/bench: measures caching-proxy against mitmdump, nginx's cache and a naive Flask cache.
 
 Everything runs on this machine in one go: an origin (nginx, or a Python stand-in), plain
 `mitmdump --mode reverse:ORIGIN` with no addon (its flow log goes to a file), caching-proxy
-processes with their own stores, and the naive Flask cache under Flask's development server and
+processes with their own stores (one on uvloop where it is installed), nginx's proxy_cache with
+one worker (where nginx is installed), a bare asyncio server answering one prepared response (on
+asyncio's loop and on uvloop), and the naive Flask cache under Flask's development server and
 under gunicorn. Rows are measured round-robin (round 1 of every row, then round 2, ...) so that a
 slow spell on the machine touches every row alike; each row reports the median of its rounds.
 """
@@ -10,6 +12,7 @@ slow spell on the machine touches every row alike; each row reports the median o
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import shutil
@@ -30,7 +33,7 @@ SCRIPTS = Path(__file__).resolve().parent.parent
 ROOT = SCRIPTS.parent
 BIN = Path(sys.executable).parent
 SMALL_KEYS = 10  # entries in the small stores
-NOT_CACHES = frozenset({"origin", "mitmdump"})  # no X-Cache header: no HIT % to show
+NOT_CACHES = frozenset({"origin", "mitmdump", "bare", "bare-uvloop"})  # no X-Cache: no HIT %
 WARM_UP = 1_000  # misses before the RSS baseline of the large-store proxy
 WARM = f"after {WARM_UP:,} warm-up misses"
 # The large-store proxy's --memory-size: none (diskcache's default), so its RSS growth has no
@@ -88,7 +91,20 @@ def rows(entries: int) -> list[Row]:
             "44 KB"),
         Row("ceiling", "mitmproxy's bound: the lean master answering from one prepared response "
             "(no cache)", "ceiling", Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
+        # Issue 31's references, measured in the same rounds: what Python answers at most here,
+        # and nginx's cache.
+        Row("bare", "bare asyncio server: one prepared response, no HTTP parsing (no cache)",
+            "bare", Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
+        Row("bareuv", "bare asyncio server on uvloop (no cache)", "bare-uvloop",
+            Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
+        # nginx logs nothing; the caching-proxy rows write an access log line per request.
+        Row("nginx1k", f"nginx proxy_cache hit, 1 worker, access_log off, {SMALL_KEYS} entries",
+            "nginx-cache", Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
+        Row("nginx44k", "nginx proxy_cache hit, 1 worker, access_log off, 1 URL", "nginx-cache",
+            Load("fixed", "/b44k/x"), "44 KB"),
         Row("hit1k", f"caching-proxy hit, {SMALL_KEYS} entries", "proxy",
+            Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
+        Row("hituv", f"caching-proxy on uvloop hit, {SMALL_KEYS} entries", "proxy-uvloop",
             Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
         Row("hitnolane", f"caching-proxy --no-hit-lane hit, {SMALL_KEYS} entries (every hit "
             "through mitmproxy's layers)", "proxy-nolane", Load("random", "/b1k/h", SMALL_KEYS),
@@ -208,6 +224,19 @@ def has_workers_option() -> bool:
     return "--workers" in command_output([*PROXY, "--help"])
 
 
+def has_uvloop() -> bool:
+    return importlib.util.find_spec("uvloop") is not None
+
+
+# Why a row's server is missing, where it is not a failure to start (those are in the notes).
+NOT_THERE = {
+    "proxy-workers2": "no --workers option in caching-proxy --help yet",
+    "nginx-cache": "nginx not installed",
+    "bare-uvloop": "uvloop not installed",
+    "proxy-uvloop": "uvloop not installed",
+}
+
+
 def base_checkout(work: Path, ref: str) -> Path:
     """A worktree of `ref` in the work folder, whose addons the base-* proxies import."""
     path = work / "base"
@@ -234,6 +263,7 @@ def server_commands(
         "proxy": (proxy("proxy"), {}),
         "ceiling": ([sys.executable, "-O", "-m", "benchmark.ceiling", "--port", "{port}",
                      "--origin", origin_url], {}),
+        "bare": ([sys.executable, "-O", "-m", "benchmark.bare", "--port", "{port}"], {}),
         "proxy-nolane": (proxy("nolane", "--no-hit-lane"), {}),
         "proxy-budget": (proxy("budget", "--origin-rate", "5/s", "--origin-concurrency", "4"), {}),
         "proxy-full": (proxy("full", "--memory-size", FULL_MEMORY_SIZE), {}),
@@ -247,6 +277,15 @@ def server_commands(
         "flask-gunicorn1": ([str(BIN / "gunicorn"), "-w", "1", "-b", "127.0.0.1:{port}",
                              "--pythonpath", str(SCRIPTS), "benchmark.naive_flask:app"], naive),
     }
+    if has_uvloop():
+        commands["bare-uvloop"] = ([sys.executable, "-O", "-m", "benchmark.bare", "--uvloop",
+                                    "--port", "{port}"], {})
+        commands["proxy-uvloop"] = ([sys.executable, "-O", "-m", "benchmark.uvproxy",
+                                     *proxy("uvloop")[len(PROXY):]], {})
+    if origin.nginx_path() is not None:
+        commands["nginx-cache"] = ([sys.executable, "-m", "benchmark.nginx_cache", "--port",
+                                    "{port}", "--origin", origin_url, "--prefix",
+                                    str(work / "nginx-cache")], {})
     if has_workers_option():
         commands["proxy-workers2"] = (proxy("workers2", "--workers", "2"), {})
         commands["proxy-workers2-nolane"] = (proxy("workers2-nolane", "--workers", "2",
@@ -332,8 +371,9 @@ def prefill(started: dict[str, servers.Server], notes: list[str]) -> None:
     """Stores the small sets; a second request for one URL must then be a HIT."""
     paths = [f"/b1k/h{i}" for i in range(SMALL_KEYS)] + ["/b44k/x"] + [
         f"/t1k/h{i}" for i in range(SMALL_KEYS)]
-    for name in ("proxy", "proxy-nolane", "proxy-budget", "proxy-mem", "proxy-nomem", "proxy-workers2",
-                 "proxy-workers2-nolane", "proxy-redis", "proxy-redis-nomem", "proxy-redis2",
+    for name in ("proxy", "proxy-uvloop", "nginx-cache", "proxy-nolane", "proxy-budget",
+                 "proxy-mem", "proxy-nomem", "proxy-workers2", "proxy-workers2-nolane",
+                 "proxy-redis", "proxy-redis-nomem", "proxy-redis2",
                  "proxy-cluster", "proxy-cluster-nomem", "base-proxy", "base-proxy-mem",
                  "base-proxy-redis-nomem",
                  "flask-dev", "flask-gunicorn", "flask-gunicorn1"):
@@ -346,7 +386,7 @@ def prefill(started: dict[str, servers.Server], notes: list[str]) -> None:
             for _ in range(2):
                 servers.get(server.port, "/b10m/x")
                 servers.get(server.port, "/gz1k/x", {"Accept-Encoding": "gzip"})
-        if name.startswith("proxy"):
+        if name.startswith(("proxy", "nginx")):
             first, again = answers[0], answers[len(paths)]
             notes.append(f"{name}: GET /b1k/h0 answered {first[0]} X-Cache: {first[1] or '-'}, "
                          f"then {again[0]} X-Cache: {again[1] or '-'}")
@@ -387,8 +427,7 @@ def measure_rows(runner: Runner, started: dict[str, servers.Server],
                 and (row.target.startswith("base-") <= (row.target in started))]
     for m in measured:
         if m.row.target not in started:
-            m.skipped = ("no --workers option in caching-proxy --help yet"
-                         if m.row.target == "proxy-workers2" else f"{m.row.target} not running")
+            m.skipped = NOT_THERE.get(m.row.target, f"{m.row.target} not running")
     runs = runner.settings.runs
     for round_ in range(runs):
         # Every other round in reverse: a row measured right after another (a warmer origin,
@@ -533,6 +572,19 @@ def targets(by_target: dict[str, float], growth: dict[str, float], entries: int)
               f"without, both after spread reads and a walk, <= {FULLMEM_TIER_MIB} MiB",
               growth.get("tier"), FULLMEM_TIER_MIB + 1e-9, False, "MiB"),
         check("--workers 2 >= 1.6x one worker", r("workers2", "hit1k"), 1.6, True),
+        # Issue 31's targets: nginx's cache and a bare asyncio server, measured in this run.
+        check("one worker hits >= nginx proxy_cache 1 worker (1 KB)", r("hit1k", "nginx1k"),
+              1.0, True),
+        check("one worker hits >= nginx proxy_cache 1 worker (44 KB)", r("hit44k", "nginx44k"),
+              1.0, True),
+        check("one worker hits >= 0.5x the bare asyncio server", r("hit1k", "bare"), 0.5, True),
+        check("--workers 2 >= 1.5x one worker", r("workers2", "hit1k"), 1.5, True),
+        check("hits on uvloop vs asyncio's loop, one worker (no target)", r("hituv", "hit1k"),
+              0.0, True),
+        check("bare server on uvloop vs asyncio's loop (no target)", r("bareuv", "bare"), 0.0,
+              True),
+        check("nginx proxy_cache vs the bare asyncio server (no target)", r("nginx1k", "bare"),
+              0.0, True),
         check("one worker > naive Flask dev server", r("hit1k", "flaskdev"), 1.0, True),
         check("one worker > naive gunicorn -w 1", r("hit1k", "gunicorn1"), 1.0, True),
         check("--workers 2 > naive gunicorn -w 2", r("workers2", "gunicorn"), 1.0, True),
