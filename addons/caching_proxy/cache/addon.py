@@ -22,6 +22,7 @@ from caching_proxy.cache.flow_state import state_of
 from caching_proxy.cache.lookup import Reuse
 from caching_proxy.cache.refresh import Refresher
 from caching_proxy.cache.settings import Settings, Shared, size_limit
+from caching_proxy.cache.slices import Slicer
 from caching_proxy.cache.stale import StaleAnswers
 from caching_proxy.cache.storing import Filler
 from caching_proxy.cli import option_values
@@ -47,7 +48,8 @@ class CacheAddon:
         self.stale = StaleAnswers(self.shared)
         self.filler = Filler(self.shared, self.coalescer, self.stale)
         self.refresher = Refresher(self.shared, self.filler.on_response)
-        self.reuse = Reuse(self.shared, self.coalescer, self.refresher)
+        self.slicer = Slicer(self.shared, self.refresher)
+        self.reuse = Reuse(self.shared, self.coalescer, self.refresher, self.slicer)
         # Called before the store is closed or replaced: addons that buffer writes flush them.
         self.before_close: list[Callable[[], None]] = []
         self._store_key: tuple[str, int, int, int, float] | None = None

@@ -19,6 +19,7 @@ from caching_proxy.cache.coalescing import Coalescer
 from caching_proxy.cache.flow_state import META_KEY, FlowState, Phase, forward_as_get
 from caching_proxy.cache.refresh import Refresher
 from caching_proxy.cache.settings import Shared
+from caching_proxy.cache.slices import Slicer
 from caching_proxy.cli.options import CACHE_NAME
 from caching_proxy.policy import (
     CACHE_ANSWERED_FIELDS,
@@ -60,10 +61,12 @@ class Pinned:
 
 
 class Reuse:
-    def __init__(self, shared: Shared, coalescer: Coalescer, refresher: Refresher) -> None:
+    def __init__(self, shared: Shared, coalescer: Coalescer, refresher: Refresher,
+                 slicer: Slicer) -> None:
         self.shared = shared
         self.coalescer = coalescer
         self.refresher = refresher
+        self.slicer = slicer
         # Client connection id -> (key, fields, monotonic time): the hit lane's read found
         # nothing for the request it then handed to mitmproxy, whose request hook takes that
         # answer instead of reading the store again (a second Redis round trip on a miss, and
@@ -181,7 +184,7 @@ class Reuse:
         bypass = bypass_reason(request.method, headers, settings.config)
         if settings.rules and bypass is None:
             bypass = self._apply_rule(state, request, target, headers)
-        if (bypass is None and state.key in self.shared.too_large
+        if (bypass is None and not settings.slice_size and state.key in self.shared.too_large
                 and "range" in request.headers):
             # Its whole response streamed past --max-object-size last time: fetching it whole
             # again for a range would cost the origin the whole object; the Range goes as sent.
@@ -262,9 +265,22 @@ class Reuse:
             # Forwarded as the client sent it, and the answer is not stored (5.2.1.5).
             state.outcome = "pass"
             return None
+        if self.slicer.wanted(flow, state, headers):
+            return self._sliced(flow, state, headers, entry, lookup)
         self._forward(flow.request, state, headers, entry,
                       lookup.conditional_headers if action is Action.REVALIDATE else ())
         return self.coalescer.begin(flow, state, headers)
+
+    async def _sliced(self, flow: http.HTTPFlow, state: FlowState, headers: Headers,
+                      entry: Entry | None, lookup: Lookup) -> None:
+        """A Range request answered from slices (cache/slices.py), else the usual way."""
+        if await self.slicer.answer(flow, state, headers):
+            return
+        self._forward(flow.request, state, headers, entry,
+                      lookup.conditional_headers if lookup.action is Action.REVALIDATE else ())
+        pending = self.coalescer.begin(flow, state, headers)
+        if pending is not None:
+            await pending
 
     def _answer_hit(self, flow: http.HTTPFlow, state: FlowState, headers: Headers,
                     entry: Entry, lookup: Lookup) -> None:

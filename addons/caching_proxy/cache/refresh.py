@@ -98,6 +98,10 @@ class OriginAdmission(Protocol):
         """A ticket when a refresh may go now (never waits), which `background_done` is owed;
         None when it may not."""
 
+    async def admit_client(self) -> str | None:
+        """As for a client's request (waits in the budget's queue): a ticket `background_done`
+        is owed, or None when the origin is not to be asked now."""
+
     async def background_done(self, ticket: str, response: http.Response | None) -> None:
         """The refresh with `ticket` is over, with the origin's answer (None: it failed)."""
 

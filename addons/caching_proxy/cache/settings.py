@@ -33,6 +33,7 @@ class Settings:
     compress: bool = False
     keep_tag_fields: bool = False
     refresh_ahead: float = 1.0  # XFetch's beta (policy/origin_budget.py); 0: off
+    slice_size: int = 0  # --slice (cache/slices.py); 0: off
 
     @classmethod
     def from_options(cls, options: Any) -> Settings:
@@ -51,6 +52,7 @@ class Settings:
             encodings=parse_codings(options.cache_encodings),
             compress=bool(options.cache_compress),
             refresh_ahead=parse_beta(options.cache_refresh_ahead),
+            slice_size=human.parse_size(options.cache_slice) or 0,
         )
 
 

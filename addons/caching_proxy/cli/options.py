@@ -314,7 +314,7 @@ READ_BY: Mapping[str, tuple[str, ...]] = {
         "cache_targeted_fields", "cache_config", "cache_compress", "cache_encodings",
         "cache_first_byte_timeout", "cache_keep_stale", "cache_keep_tag_header",
         "cache_lock_timeout", "cache_max_object_size", "cache_tag_headers", "cache_use_stale",
-        "cache_refresh_ahead"),
+        "cache_refresh_ahead", "cache_slice"),
     "ClientLimits": ("cache_header_timeout", "cache_keepalive_timeout", "cache_max_connections"),
     "ClientTls": ("cache_tls_cert", "cache_tls_key"),
     "BodyLimit": ("cache_max_object_size",),

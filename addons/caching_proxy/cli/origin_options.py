@@ -4,7 +4,14 @@ origin budget, health checks, offline mode; and refresh ahead (cache/lookup.py).
 from __future__ import annotations
 
 from caching_proxy.cli.option_types import Flag, Option
-from caching_proxy.cli.option_values import beta, burst, count, origin_rate, wait_seconds
+from caching_proxy.cli.option_values import (
+    beta,
+    burst,
+    count,
+    origin_rate,
+    size_or_zero,
+    wait_seconds,
+)
 
 ORIGIN_OPTIONS: tuple[Option, ...] = (
     Option("cache_origin_concurrency", int, 0,
@@ -64,4 +71,11 @@ ORIGIN_OPTIONS: tuple[Option, ...] = (
                Flag("--refresh-ahead", "refresh hot entries in the background just before "
                     "they expire, with this eagerness BETA (default: {default}; 0 = off)",
                     metavar="BETA", parse=beta),)),
+    Option("cache_slice", str, "0",
+           "Fetch and store a large object in ranges of this size (nginx's slice module): a "
+           "Range request the store cannot answer whole costs the origin only the slices it "
+           "touches, each fetched once (e.g. 1m). 0: off.", (
+               Flag("--slice", "fetch and store large objects in SIZE ranges, so Range "
+                    "requests cost the origin only the slices they touch, e.g. 1m (default: "
+                    "off)", metavar="SIZE", parse=size_or_zero),)),
 )

@@ -102,7 +102,7 @@ def remove(store: Store, target: str, origin: str | None = None, soft: bool = Fa
     key = key_of(target)
     path, origins = target_of(key), origin_of(key)
     if "*" not in path:
-        if store.has_url(key):
+        if store.holds_url(key):
             return Removal(store.delete_url(key, soft), key)
     elif any(origin_of(k) == origins for k in store.response_keys()):
         return _remove_path(store, path, origins, soft)

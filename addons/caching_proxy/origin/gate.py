@@ -187,6 +187,15 @@ class OriginGate:
             return ""
         return await self.budget.admit_background(store)
 
+    async def admit_client(self) -> str | None:
+        """For the cache's own fetches on a client's behalf (slices): as a client request."""
+        store = self.cache.shared.store
+        if self.offline or not self.health.up or await self.backoff.remaining(store) > 0:
+            return None
+        if not self.budget.limits.bounded:
+            return ""
+        return await self.budget.admit(store)
+
     async def background_done(self, ticket: str, response: http.Response | None) -> None:
         if self.budget.limits.bounded:
             self.budget.release(ticket, self.cache.shared.store)

@@ -267,6 +267,27 @@ class GuardedStore:
             return self.count_use(key, window)
         return await self._bounded(0, self.store.count_use_async, key, window)
 
+    async def slice(self, url: str, index: int) -> Entry | None:
+        """Store.slice_async: in a worker thread for a local store (a slice is large), within
+        the store timeout for a network one; None when the medium failed."""
+        if not self.remote:
+            try:
+                return await asyncio.to_thread(self.store.slice, url, index)
+            except STORE_ERRORS as e:
+                self.warn(e)
+                return None
+        return await self._bounded(None, self.store.slice_async, url, index)
+
+    async def put_slice(self, url: str, index: int, entry: Entry, expire: float) -> bool:
+        """Store.put_slice_async, as `slice` reads."""
+        if not self.remote:
+            try:
+                return await asyncio.to_thread(self.store.put_slice, url, index, entry, expire)
+            except STORE_ERRORS as e:
+                self.warn(e)
+                return False
+        return await self._bounded(False, self.store.put_slice_async, url, index, entry, expire)
+
     async def schedule(self, call: Call[T], failed: F) -> T | F:
         """Store.schedule (the origin budget's shared state): for a network store through its
         asyncio client, waited for the store timeout at most; `failed` when the medium failed

@@ -73,6 +73,12 @@ def tag_group(tag: str) -> str:
     return TAG_GROUP + tag
 
 
+def slice_key(url: str, index: int) -> str:
+    """The key of slice `index` of `url`: a member of its group, apart from its variants (no
+    variant generation is "slice")."""
+    return variant_prefix(url, "slice") + str(index)
+
+
 def group_of(key: str) -> str | None:
     """The group a stored key is a member of (a variant's URL), None for a URL's own key."""
     return key.split(SEP, 1)[0] if SEP in key else None
@@ -125,9 +131,37 @@ class Store:
         response larger than that is passed over, as if not stored."""
         return run(self.backend, _first_stored(self._read, url, header_sets, max_inline))
 
+    # -- slices of a large object (cache/slices.py), members of the URL's group: a purge, an
+    # invalidation or a whole response stored for the URL removes them with its variants.
+
+    def slice(self, url: str, index: int) -> Entry | None:
+        """Slice `index` of `url`, or None."""
+        found = run(self.backend, self._read(slice_key(url, index)))
+        return found if isinstance(found, Entry) else None
+
+    async def slice_async(self, url: str, index: int) -> Entry | None:
+        """`slice` through the backend's asynchronous calls, on the event loop."""
+        found = await run_async(self.backend, self._read(slice_key(url, index)))
+        return found if isinstance(found, Entry) else None
+
+    def put_slice(self, url: str, index: int, entry: Entry, expire: float) -> bool:
+        """Store slice `index` of `url` for `expire` seconds; whether it was stored."""
+        return Set(slice_key(url, index), entry, expire, group=url).run(self.backend)
+
+    async def put_slice_async(self, url: str, index: int, entry: Entry, expire: float) -> bool:
+        """`put_slice` through the backend's asynchronous side."""
+        call = Set(slice_key(url, index), entry, expire, group=url)
+        stored: bool = await perform_async(self.backend, call)
+        return stored
+
     def has_url(self, url: str) -> bool:
         """Whether anything (a response or a Vary index) is stored under `url`."""
         return self.backend.has(url)
+
+    def holds_url(self, url: str) -> bool:
+        """Whether anything is stored for `url`: its record, or members of its group alone
+        (slices; variants whose index expired first)."""
+        return self.backend.has(url) or bool(self.backend.members(url))
 
     def variant_keys(self, url: str) -> list[str]:
         """The keys of the live variants stored for `url` (expired and evicted ones drop out)."""
@@ -199,8 +233,9 @@ class Store:
     def delete_matching(self, predicate: Callable[[str], bool], soft: bool = False) -> int:
         """Remove (`soft`: mark stale) every stored response whose URL satisfies `predicate`;
         how many there were."""
-        return sum(self.delete_url(url, soft) for url in list(self.backend.scan())
-                   if predicate(url))
+        # The URLs of every record, members too: a URL may have slices and no record of its own.
+        urls = {group_of(key) or key for key in self.response_keys()}
+        return sum(self.delete_url(url, soft) for url in sorted(urls) if predicate(url))
 
     def purge_tag(self, tag: str, soft: bool = False) -> int:
         """Remove (`soft`: mark stale) every stored response tagged `tag`, all variants of any
