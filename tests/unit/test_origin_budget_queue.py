@@ -110,6 +110,31 @@ def test_background_work_never_jumps_the_queue() -> None:
     run(main())
 
 
+def test_low_priority_goes_after_every_client() -> None:
+    async def main() -> list[str]:
+        budget = Budget(Limits(concurrency=1, queue_timeout=5))
+        order: list[str] = []
+        assert await budget.admit(None) is not None  # the one slot taken
+
+        async def ask(name: str, low: bool) -> None:
+            ticket = await (budget.admit_low(None) if low else budget.admit(None))
+            assert ticket is not None
+            order.append(name)
+            await asyncio.sleep(0.01)
+            budget.release(ticket)
+
+        waiting = [asyncio.ensure_future(ask("warm", True))]
+        await asyncio.sleep(0.01)
+        waiting += [asyncio.ensure_future(ask(f"client{i}", False)) for i in range(3)]
+        await asyncio.sleep(0.01)
+        budget.release()
+        await asyncio.gather(*waiting)
+        return order
+
+    # The warm request asked first, and went last.
+    assert run(main()) == ["client0", "client1", "client2", "warm"]
+
+
 def test_after_a_pause_one_probe_goes_and_its_answer_decides() -> None:
     async def main() -> None:
         backoff = Backoff()

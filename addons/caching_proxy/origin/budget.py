@@ -18,6 +18,8 @@ Guarantees:
   this process keeps a schedule of its own meanwhile (the limit per process, never none).
 - Background work (refresh ahead, stale-while-revalidate refreshes) is admitted only when no
   client waits, a slot is free and the schedule has room now: client misses go first.
+  `--warm`'s requests (admit_low) are admitted the same way, asked again until the queue
+  timeout.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from caching_proxy.store.guarded import GuardedStore
 SCHEDULE_KEY = "origin-rate"
 SLOTS_KEY = "origin-slots"
 SLOT_POLL = 0.02  # seconds between two asks for a shared slot
+LOW_POLL = 0.05  # seconds between two asks of a request that goes after every client
 SLOT_LEASE = 300.0  # seconds a slot is held at most (a holder that died frees it then)
 
 
@@ -116,6 +119,19 @@ class Budget:
             return None
         self.admitted += 1
         return ticket
+
+    async def admit_low(self, store: GuardedStore | None) -> str | None:
+        """Admission after every client: as background work, asked again every LOW_POLL
+        seconds until the queue timeout (then None, refused). `--warm`'s requests wait so."""
+        deadline = time.monotonic() + self.limits.queue_timeout
+        while True:
+            ticket = await self.admit_background(store)
+            if ticket is not None:
+                return ticket
+            if time.monotonic() + LOW_POLL > deadline:
+                self.refused += 1
+                return None
+            await asyncio.sleep(LOW_POLL)
 
     def release(self, ticket: str = "", store: GuardedStore | None = None) -> None:
         """One admitted request is over: its shared slot is freed (not waited for), and its

@@ -38,6 +38,8 @@ from caching_proxy.policy.origin_budget import parse_rate
 
 log = logging.getLogger(__name__)
 
+WARM_AGENT = "caching-proxy-warm/"  # ops/warm.py's User-Agent
+
 ADMITTED_KEY = "caching_proxy.origin_slot"  # flow.metadata: the budget ticket the flow holds
 # flow.metadata: time.monotonic() the gate let the flow go to the origin
 FORWARDED_KEY = "caching_proxy.sent_to_origin"
@@ -151,7 +153,11 @@ class OriginGate:
             self._let_go(flow)
 
     async def _admit(self, flow: http.HTTPFlow) -> None:
-        ticket = await self.budget.admit(self.cache.shared.store)
+        store = self.cache.shared.store
+        # --warm's requests go after every client's (a client that claims to be --warm only
+        # puts itself last).
+        warming = flow.request.headers.get("user-agent", "").startswith(WARM_AGENT)
+        ticket = await (self.budget.admit_low(store) if warming else self.budget.admit(store))
         if ticket is not None:
             flow.metadata[ADMITTED_KEY] = ticket
             self._let_go(flow)
