@@ -145,9 +145,12 @@ class Reuse:
         policy/origin_budget.py), so that a steady stream of requests never meets it stale;
         the refresher keeps it to one per key across processes."""
         beta = self.shared.settings.refresh_ahead
-        if not beta:
-            return
         meta = entry.meta
+        # Most hits are far from expiry: two multiplications, before any call (refresh_due's
+        # bound is at most half the lifetime, or 5 fetch durations, times beta).
+        if not beta or (lookup.ttl > meta.freshness_lifetime * beta * 0.5
+                        and lookup.ttl > (meta.response_time - meta.request_time) * beta * 5):
+            return
         delta = ahead_delta(meta.freshness_lifetime, meta.response_time - meta.request_time)
         if not refresh_due(lookup.ttl, delta, beta):
             return

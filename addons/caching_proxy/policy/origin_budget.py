@@ -114,9 +114,9 @@ def ahead_delta(lifetime: float, fetch_seconds: float) -> float:
 
 def refresh_due(ttl: float, delta: float, beta: float) -> bool:
     """Whether an entry with `ttl` seconds of freshness left is close enough to its expiry
-    for `refresh_ahead` to have any real chance (under e**-10 past it), so that a hit far
-    from expiry draws no random number."""
-    return 0 < ttl <= delta * beta * 10
+    for `refresh_ahead` to have a real chance (under e**-5, 0.7%, past it: the rule's tail is
+    cut there), so that a hit far from expiry draws no random number and counts nothing."""
+    return 0 < ttl <= delta * beta * 5
 
 
 def refresh_ahead(ttl: float, delta: float, beta: float, u: float) -> bool:
