@@ -109,6 +109,8 @@ def rows(entries: int) -> list[Row]:
         Row("hitnolane", f"caching-proxy --no-hit-lane hit, {SMALL_KEYS} entries (every hit "
             "through mitmproxy's layers)", "proxy-nolane", Load("random", "/b1k/h", SMALL_KEYS),
             "1 KB"),
+        Row("hitscript", f"caching-proxy -s (a no-op script's request and response hooks) hit, "
+            f"{SMALL_KEYS} entries", "proxy-script", Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
         Row("hitbudget", f"caching-proxy hit, {SMALL_KEYS} entries, --origin-rate 5/s "
             "--origin-concurrency 4 (the origin budget on)", "proxy-budget",
             Load("random", "/b1k/h", SMALL_KEYS), "1 KB"),
@@ -265,6 +267,7 @@ def server_commands(
                      "--origin", origin_url], {}),
         "bare": ([sys.executable, "-O", "-m", "benchmark.bare", "--port", "{port}"], {}),
         "proxy-nolane": (proxy("nolane", "--no-hit-lane"), {}),
+        "proxy-script": (proxy("script", "-s", str(SCRIPTS / "benchmark" / "noop_script.py")), {}),
         "proxy-budget": (proxy("budget", "--origin-rate", "5/s", "--origin-concurrency", "4"), {}),
         "proxy-full": (proxy("full", "--memory-size", FULL_MEMORY_SIZE), {}),
         "proxy-fullmem": (proxy("fullmem", "--memory-size", FULLMEM_MEMORY_SIZE), {}),

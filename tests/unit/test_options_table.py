@@ -54,7 +54,8 @@ def cache_option_rows() -> dict[str, list[str]]:
 def help_flags() -> set[str]:
     """The long options `--help` shows, read from its text."""
     text = cli.build_parser().format_help()
-    return set(re.findall(r"^  (?:-\w, )?(--[a-z][\w-]*)", text, flags=re.MULTILINE))
+    # A short spelling first: `-s FILE, --script FILE`.
+    return set(re.findall(r"^  (?:-\w(?: \S+)?, )?(--[a-z][\w-]*)", text, flags=re.MULTILINE))
 
 
 def differences(what: str, documented: set[str], actual: set[str]) -> str:

@@ -12,9 +12,9 @@ from collections.abc import Awaitable
 
 from mitmproxy import http
 
+from caching_proxy.cache import capacity, serve
 from caching_proxy.cache import encoding as codings
 from caching_proxy.cache import ranges as partial
-from caching_proxy.cache import serve
 from caching_proxy.cache.coalescing import Coalescer, held_lock, lock_released
 from caching_proxy.cache.flow_state import FlowState, Phase, answer_as_asked, state_of
 from caching_proxy.cache.settings import Shared
@@ -76,6 +76,8 @@ def expire_of(entry: Entry, keep_stale: float) -> float | None:
 def put(store: GuardedStore, state: FlowState, entry: Entry, expire: float) -> bool:
     """Whether `entry` was stored, on the loop; the store lock of the flow's fill is released
     with it (in the same call for a response without Vary: Store.put)."""
+    if not capacity.fits(store, entry):
+        return _too_large(state)
     lock = held_lock(state)
     stored = store.put(entry, expire, lock)
     if stored and lock is not None:
@@ -88,11 +90,18 @@ async def put_off_loop(store: GuardedStore | None, state: FlowState, entry: Entr
     """`put` with the store's put_off_loop (a network store, or a large value)."""
     if store is None:
         return False
+    if not capacity.fits(store, entry):
+        return _too_large(state)
     lock = held_lock(state)
     stored = await store.put_off_loop(entry, expire, lock)
     if stored and lock is not None:
         lock_released(state)
     return stored
+
+
+def _too_large(state: FlowState) -> bool:
+    state.detail = state.detail or capacity.DETAIL
+    return False
 
 
 class Filler:

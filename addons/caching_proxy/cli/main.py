@@ -72,9 +72,15 @@ RUN_FLAGS: tuple[Flag, ...] = (
     Flag("--host", "address to listen on (default: {default}; 0.0.0.0 for all interfaces)",
          default="127.0.0.1"),
     Flag("--set", "set any mitmproxy or cache option (repeatable), e.g. --set "
-         "cache_set_cookie=true or --set ssl_insecure=true; list them with "
+         "cache_set_cookie=true, --set ssl_insecure=true or --set modify_headers=/~q/X-A/1; "
+         "naming an option of one of mitmproxy's own addons (modify_headers, block_list, "
+         "map_remote, proxyauth, ...) loads that addon; list them with "
          "`mitmdump -s addons/cache.py --options`", metavar="NAME=VALUE", repeat=True,
          dest="setoptions"),
+    Flag("--script", "(also -s) run a mitmproxy addon script of your own, as `mitmdump -s` "
+         "does (repeatable); its hooks see every request, cache hits included; a script that "
+         "fails to load stops the start; requests still go to --origin only (see "
+         "docs/security.md)", metavar="FILE", repeat=True, dest="scripts"),
     Flag("--web", "run under mitmweb to inspect the traffic in a browser; each flow is marked "
          "and commented with what the cache did ('cache HIT', 'cache MISS (stored)', "
          "'revalidated (304)', ...)", switch=True),
@@ -127,6 +133,10 @@ COMMAND_FLAGS: tuple[Flag, ...] = (
 )
 
 
+# Short spellings, as mitmdump's.
+SHORT: dict[str, tuple[str, ...]] = {"--script": ("-s",)}
+
+
 def all_flags() -> Iterator[tuple[Option | None, Flag]]:
     """Every flag of the parser with the cache option it sets, if any."""
     yield from ((None, f) for f in RUN_FLAGS)
@@ -140,11 +150,12 @@ def add_flag(add_argument: Callable[..., object], option: Option | None, flag: F
     text = flag_help(option, flag).replace("%", "%%")
     if option is not None:
         text += f" [{option.name}]"
+    names = (*SHORT.get(flag.name, ()), flag.name)
     if flag.switch:
-        add_argument(flag.name, action="store_true", dest=flag.attribute, help=text)
+        add_argument(*names, action="store_true", dest=flag.attribute, help=text)
         return
     add_argument(
-        flag.name, dest=flag.attribute, type=flag.parse, metavar=flag.metavar,
+        *names, dest=flag.attribute, type=flag.parse, metavar=flag.metavar,
         choices=flag.choices, help=text,
         **({"action": "extend" if flag.many else "append", "default": list(flag.default or ()),
             **({"nargs": "+"} if flag.many else {})} if flag.repeat
@@ -339,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         web_port=args.web_port, cache_options=cache_options, setoptions=args.setoptions,
         set_from=SET_FROM,
         banner=worker is None or worker[0] == 1, workers=args.workers, verbose=args.verbose,
-        on_reload=reloader.reload,
+        on_reload=reloader.reload, scripts=args.scripts,
     )
 
 

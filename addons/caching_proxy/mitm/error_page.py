@@ -73,6 +73,32 @@ CAUSES = (
 )
 
 
+DNS_WORDS = tuple(words for words, cause in CAUSES if cause == "origin-dns")
+
+
+def with_host(message: str, host: str | None) -> str:
+    """A name-resolution failure's message with the host that failed, which the OS's words
+    (`[Errno -2] Name or service not known`) leave out; any other message as it is."""
+    lowered = message.lower()
+    if not host or not any(words in lowered for words in DNS_WORDS):
+        return message
+    return f"{message} (resolving the origin's host {host})"
+
+
+def _origin_host() -> str | None:
+    """The host of the one reverse mode the proxy runs in, None when there is no such mode."""
+    from mitmproxy import ctx
+    from mitmproxy.proxy.mode_specs import ProxyMode, ReverseMode
+
+    try:
+        modes = [ProxyMode.parse(m) for m in ctx.options.mode]
+    except Exception:  # no master (a page made outside a proxy), a mode it cannot read
+        return None
+    if len(modes) == 1 and isinstance(modes[0], ReverseMode):
+        return str(modes[0].address[0])
+    return None
+
+
 def failure_of(flow: http.HTTPFlow) -> tuple[int | None, str]:
     """For a flow that failed without a response on it: the status its client gets (the answer
     the error hook chose, else this proxy's 502 page; None when nothing is sent, the client
@@ -113,6 +139,7 @@ def take_answer(message: str) -> Answer | None:
 def error_response(status_code: int, message: str = "") -> http.Response:
     """This proxy's own error answer: plain text, marked as a MISS (serve.own_answer)."""
     reason = status_codes.RESPONSES.get(status_code, "Error")
+    message = with_host(message, _origin_host()) if message else message
     text = f"{status_code} {reason}: {message.strip()}\n" if message else f"{status_code} {reason}\n"
     detail = "origin-error" if status_code in (502, 504) else "client-error"
     return own_answer(status_code, text, fwd="miss", detail=detail)

@@ -5,7 +5,9 @@ all of its ~40 default addons (Flask for the onboarding app, ldap3 for proxy aut
 filters, ...): measured, most of a proxy process's start-up. Registering the package as a bare
 module first, with its real search path, makes `from mitmproxy.addons import core` load only
 the modules named. Only `mitmproxy.addons.default_addons` is then missing, which mitmweb and
-mitmdump use; hence only for the lean master, before anything imports the package.
+mitmdump use; hence only for the lean master, before anything imports the package. An option
+of another of mitmproxy's addons (`--set block_list=...`, `-s`) imports that addon's module
+alone (mitmproxy_addons.py), so only a start that names one pays for it.
 """
 
 from __future__ import annotations

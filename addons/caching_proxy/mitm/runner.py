@@ -3,6 +3,8 @@
 The default proxy runs under a lean master: mitmdump dispatches every event to ~35 default
 addons, which costs more CPU than a cache hit itself (measured: a hit path twice as fast with only
 the addons a reverse proxy needs). `--web` runs mitmweb with its full set, since inspection needs it.
+A mitmproxy option named with `--set` (or a script, `-s`) loads the mitmproxy addon that reads it
+(mitm/mitmproxy_addons.py), and then mitm/origin_only.py keeps every request on the origin.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from mitmproxy import exceptions, master, options
 from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, termlog, tlsconfig
 
 from caching_proxy.bundle import addons
-from caching_proxy.mitm import error_page
+from caching_proxy.mitm import error_page, mitmproxy_addons, startup_warnings
 from caching_proxy.mitm.hook_table import HookTable
+from caching_proxy.mitm.origin_only import OriginOnly
+from caching_proxy.mitm.user_scripts import ScriptCheck
 
 
 class LeanMaster(master.Master):
@@ -104,6 +108,23 @@ def show_comments(o: options.Options) -> None:
         o.update(web_columns=[*columns, "comment"])
 
 
+def grouped(opts: options.Options, setoptions: list[str]) -> list[list[str]]:
+    """Each `NAME=VALUE` alone (a later one wins), but those of a list option together, at the
+    place of the first: as mitmdump's, `--set map_remote=A --set map_remote=B` sets both."""
+    groups: list[list[str]] = []
+    lists: dict[str, list[str]] = {}
+    for setting in setoptions:
+        name = setting.partition("=")[0]
+        if name in opts and isinstance(getattr(opts, name), list | tuple):
+            if name not in lists:
+                lists[name] = []
+                groups.append(lists[name])
+            lists[name].append(setting)
+        else:
+            groups.append([setting])
+    return groups
+
+
 def install_signals(m: master.Master, on_reload: Callable[[master.Master], object] | None
                     ) -> None:
     """SIGTERM and SIGINT drain (mitm/drain.py); SIGINT while draining stops at once, a second
@@ -147,7 +168,10 @@ def run(
     workers: int = 1,
     verbose: bool = False,
     on_reload: Callable[[master.Master], object] | None = None,
+    scripts: tuple[str, ...] | list[str] = (),
 ) -> int:
+    """Run the proxy until stopped: 0, or 2 for a bad option or a script that fails to load
+    (one line on standard error, before anything listens)."""
     error_page.install()
 
     async def main() -> int:
@@ -168,7 +192,13 @@ def run(
             m = WebMaster(opts)
         else:
             m = LeanMaster(opts)
-        m.addons.add(*addons(marks=web))
+        named = mitmproxy_addons.option_names(setoptions) + (["scripts"] if scripts else [])
+        # mitmweb has every mitmproxy addon already; the lean master gets those named.
+        extras = [] if web else mitmproxy_addons.needed(named)
+        bundle = addons(marks=web)
+        if web or extras:
+            bundle = mitmproxy_addons.around_cache(bundle, extras, [OriginOnly()])
+        m.addons.add(*bundle)
         from caching_proxy.store.redis.urls import redact_store_url
 
         # The store as shown: a Redis URL's passwords as ***.
@@ -191,6 +221,14 @@ def run(
         m.addons.add(FreezeStartup())
         # mitmweb's bound: the lean master keeps no flows, and no addon of it declares it.
         given = {k: v for k, v in cache_options.items() if web or k != "cache_web_max_flows"}
+        if scripts:  # as mitmdump's -s: before --set, which may still replace them
+            given["scripts"] = list(scripts)
+        conflicts = mitmproxy_addons.lane_conflicts(extras)
+        if conflicts and given.get("cache_hit_lane", True):
+            given["cache_hit_lane"] = False  # the lane would look up what they have not rewritten
+            logging.getLogger(__name__).info(
+                f"caching-proxy: the hit lane is off with {', '.join(conflicts)}")
+        check = ScriptCheck()
         try:
             opts.update(
                 mode=[f"reverse:{origin}"],
@@ -205,12 +243,12 @@ def run(
             if web:
                 opts.update(web_port=web_port, web_open_browser=False)
                 show_comments(opts)
-            for setting in setoptions:
+            for settings in grouped(opts, setoptions):
                 try:
-                    opts.set(setting)
+                    opts.set(*settings)
                 except exceptions.OptionsError as e:  # mitmproxy's words name only the value
-                    where = (set_from or {}).get(setting)
-                    name = setting.partition("=")[0]
+                    where = next((w for s in settings if (w := (set_from or {}).get(s))), None)
+                    name = settings[0].partition("=")[0]
                     # The name only: a value may hold a password (a Redis URL's).
                     raise exceptions.OptionsError(
                         f"{where}: [options] {name}: {e}" if where else f"--set {name}: {e}"
@@ -218,7 +256,18 @@ def run(
         except exceptions.OptionsError as e:
             print(f"caching-proxy: error: {e}", file=sys.stderr)
             return 2
+        failed = await check.failure(m)
+        if failed:
+            print(f"caching-proxy: error: {failed}", file=sys.stderr)
+            return 2
         install_signals(m, on_reload)
+        checks: list[asyncio.Task[None]] = []  # held while the proxy runs
+        if banner:  # once, not per worker
+            warning = startup_warnings.size_warning(opts)
+            if warning:
+                logging.getLogger(__name__).warning(f"caching-proxy: warning: {warning}")
+            # Resolved off the loop and not waited for: the listener starts as it would.
+            checks.append(asyncio.create_task(startup_warnings.warn_unresolved(origin)))
         if web and banner:
             logging.getLogger(__name__).info(f"caching-proxy: {WEB_LEGEND}")
         await m.run()

@@ -88,7 +88,8 @@ def log_record(flow: http.HTTPFlow, now: float) -> dict[str, Any]:
                          else "-"),
         "bytes": body_size(flow),
         "ms": round((now - request.timestamp_start) * 1000, 1),
-        "error": flow.error.msg if flow.error is not None else None,
+        "error": (error_page.with_host(flow.error.msg, request.host) if flow.error is not None
+                  else None),
     }
 
 
