@@ -92,6 +92,9 @@ RUN_FLAGS: tuple[Flag, ...] = (
     Flag("--verbose", "also log mitmproxy's per-connection lines (client connect, server "
          "disconnect, ...); by default only warnings, errors and the access log",
          switch=True),
+    Flag("--error-log", "append the start-up line, warnings and errors to FILE instead of "
+         "standard error (standard output stays the access log's); a bad option is still "
+         "said on standard error; reopened on SIGHUP, for logrotate", metavar="FILE"),
 )
 COMMAND_FLAGS: tuple[Flag, ...] = (
     Flag("--clear-cache", "remove every stored response and print what was removed",
@@ -350,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         web_port=args.web_port, cache_options=cache_options, setoptions=args.setoptions,
         set_from=SET_FROM,
         banner=worker is None or worker[0] == 1, workers=args.workers, verbose=args.verbose,
-        on_reload=reloader.reload, scripts=args.scripts,
+        on_reload=reloader.reload, scripts=args.scripts, error_log=args.error_log,
     )
 
 

@@ -15,13 +15,14 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any, cast
 
 from mitmproxy import exceptions, master, options
 from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, termlog, tlsconfig
 
 from caching_proxy.bundle import addons
 from caching_proxy.mitm import error_page, mitmproxy_addons, startup_warnings
+from caching_proxy.mitm.error_log import ErrorLog
 from caching_proxy.mitm.hook_table import HookTable
 from caching_proxy.mitm.origin_only import OriginOnly
 from caching_proxy.mitm.user_scripts import ScriptCheck
@@ -30,12 +31,12 @@ from caching_proxy.mitm.user_scripts import ScriptCheck
 class LeanMaster(master.Master):
     """Only what a TLS-capable reverse proxy needs, plus the terminal log."""
 
-    def __init__(self, opts: options.Options) -> None:
+    def __init__(self, opts: options.Options, messages: IO[str] | None = None) -> None:
         super().__init__(opts)
         self.addons = HookTable(self)
         # Standard output carries the access log alone (a pipe to a log shipper, `> access.log`):
-        # mitmproxy's and the proxy's own messages go to standard error.
-        self._termlog_addon = termlog.TermLog(out=sys.stderr)
+        # mitmproxy's and the proxy's own messages go to standard error, or --error-log.
+        self._termlog_addon = termlog.TermLog(out=messages or sys.stderr)
         self.addons.add(
             self._termlog_addon,
             core.Core(),
@@ -62,11 +63,12 @@ class Banner:
     """Says once, when the listener is up, where the proxy listens and what it caches. The line
     is made then: mitmweb's URL is known only once its options are configured."""
 
-    def __init__(self, line: Callable[[], str]) -> None:
+    def __init__(self, line: Callable[[], str], out: IO[str] | None = None) -> None:
         self.line = line
+        self.out = out
 
     def running(self) -> None:
-        print(self.line(), file=sys.stderr, flush=True)
+        print(self.line(), file=self.out or sys.stderr, flush=True)
 
 
 def web_url(m: master.Master) -> str:
@@ -154,6 +156,20 @@ def install_signals(m: master.Master, on_reload: Callable[[master.Master], objec
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
 
 
+def with_reopen(reload: Callable[[master.Master], object] | None,
+                messages: ErrorLog | None) -> Callable[[master.Master], object] | None:
+    """SIGHUP's action: the reload, with --error-log reopened first (logrotate moved it)."""
+    if messages is None or reload is None:
+        return reload
+    chained = reload
+
+    def reopen_and_reload(m: master.Master) -> object:
+        messages.reopen()
+        return chained(m)
+
+    return reopen_and_reload
+
+
 def run(
     *,
     origin: str,
@@ -169,10 +185,20 @@ def run(
     verbose: bool = False,
     on_reload: Callable[[master.Master], object] | None = None,
     scripts: tuple[str, ...] | list[str] = (),
+    error_log: str | None = None,
 ) -> int:
     """Run the proxy until stopped: 0, or 2 for a bad option or a script that fails to load
-    (one line on standard error, before anything listens)."""
+    (one line on standard error, before anything listens), or an --error-log that cannot be
+    opened."""
     error_page.install()
+    messages: ErrorLog | None = None
+    if error_log:
+        try:
+            messages = ErrorLog(error_log)
+        except OSError as e:
+            print(f"caching-proxy: error: --error-log {error_log}: {e.strerror or e}",
+                  file=sys.stderr)
+            return 2
 
     async def main() -> int:
         logging.getLogger().setLevel(logging.INFO)
@@ -191,7 +217,7 @@ def run(
 
             m = WebMaster(opts)
         else:
-            m = LeanMaster(opts)
+            m = LeanMaster(opts, cast(IO[str], messages))
         named = mitmproxy_addons.option_names(setoptions) + (["scripts"] if scripts else [])
         # mitmweb has every mitmproxy addon already; the lean master gets those named.
         extras = [] if web else mitmproxy_addons.needed(named)
@@ -217,7 +243,7 @@ def run(
             return text
 
         if banner:
-            m.addons.add(Banner(line))
+            m.addons.add(Banner(line, cast(IO[str], messages)))
         m.addons.add(FreezeStartup())
         # mitmweb's bound: the lean master keeps no flows, and no addon of it declares it.
         given = {k: v for k, v in cache_options.items() if web or k != "cache_web_max_flows"}
@@ -260,7 +286,7 @@ def run(
         if failed:
             print(f"caching-proxy: error: {failed}", file=sys.stderr)
             return 2
-        install_signals(m, on_reload)
+        install_signals(m, with_reopen(on_reload, messages))
         checks: list[asyncio.Task[None]] = []  # held while the proxy runs
         if banner:  # once, not per worker
             warning = startup_warnings.size_warning(opts)
