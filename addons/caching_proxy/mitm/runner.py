@@ -186,6 +186,7 @@ def run(
     on_reload: Callable[[master.Master], object] | None = None,
     scripts: tuple[str, ...] | list[str] = (),
     error_log: str | None = None,
+    uvloop: bool = False,
 ) -> int:
     """Run the proxy until stopped: 0, or 2 for a bad option or a script that fails to load
     (one line on standard error, before anything listens), or an --error-log that cannot be
@@ -240,6 +241,8 @@ def run(
                 text += f", inspect at {web_url(m)}"
             if workers > 1:
                 text += f", {workers} workers"
+            if uvloop:
+                text += f", on {type(asyncio.get_running_loop()).__module__.split('.')[0]}"
             return text
 
         if banner:
@@ -301,4 +304,14 @@ def run(
 
     if hasattr(signal, "SIGPIPE"):
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    return asyncio.run(main())
+    loop_factory = None
+    if uvloop:
+        try:
+            import uvloop as uv
+        except ImportError:
+            print("caching-proxy: error: --uvloop needs uvloop: pip install "
+                  "'caching-proxy[fast]'", file=sys.stderr)
+            return 2
+        loop_factory = uv.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(main())
