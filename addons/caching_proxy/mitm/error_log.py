@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
 from typing import IO
 
 
@@ -12,7 +11,7 @@ def _opened(path: str) -> IO[str]:
     return open(path, "a", buffering=1, encoding="utf-8", errors="replace")
 
 
-class ErrorLog(io.TextIOBase):
+class ErrorLog:
     """--error-log FILE: a text stream appending whole lines to FILE (line buffered), reopened
     on SIGHUP so that logrotate's move gets a fresh file. Writes never raise into the proxy: a
     message that cannot be written (disk full) is lost, the request is not."""
