@@ -32,6 +32,10 @@ class Backoff:
         self.pauses = 0  # answers that started or lengthened a pause
         self.paused_seconds = 0.0  # the seconds of pause they asked for, summed
 
+    def settled(self) -> bool:
+        """Whether an ordinary answer changes nothing here (no doubling, pause or probe)."""
+        return not self._last and not self.paused_since_answer and self.probe is None
+
     def local_remaining(self) -> float:
         return max(0.0, self._until - time.monotonic())
 

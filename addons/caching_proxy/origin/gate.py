@@ -173,9 +173,12 @@ class OriginGate:
         if response is None or sent is None:
             return None  # an answer of the proxy's own (mitmproxy emulates this hook for it)
         self.latency.observe(time.monotonic() - sent)
-        if response.status_code == 429:
+        status = response.status_code
+        if status == 429:
             self.seen_429 += 1
-        return self.backoff.observe(response.status_code, response.headers.get("retry-after"),
+        elif status != 503 and self.backoff.settled():
+            return None  # an ordinary answer with nothing to end: no coroutine for a miss
+        return self.backoff.observe(status, response.headers.get("retry-after"),
                                     self.cache.shared.store)
 
     def response(self, flow: http.HTTPFlow) -> None:

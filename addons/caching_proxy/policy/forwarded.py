@@ -9,6 +9,7 @@ option is read, never at request time.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 
@@ -43,8 +44,10 @@ def parse_switch(text: str) -> bool:
     return value == "on"
 
 
+@functools.lru_cache(maxsize=4096)
 def peer_address(host: str) -> str:
-    """The peer's address as X-Forwarded-For writes it: an IPv4-mapped IPv6 address as IPv4."""
+    """The peer's address as X-Forwarded-For writes it: an IPv4-mapped IPv6 address as IPv4.
+    Remembered: parsing an address took a fifth of what forwarding fields cost a miss."""
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
