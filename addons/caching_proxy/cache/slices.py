@@ -27,6 +27,7 @@ from caching_proxy.cache import serve
 from caching_proxy.cache.flow_state import FlowState, Phase
 from caching_proxy.cache.refresh import Refresher, fetch, tls_context
 from caching_proxy.cache.settings import Shared, TooLarge
+from caching_proxy.cache.writes import expire_of
 from caching_proxy.cli.options import CACHE_NAME
 from caching_proxy.policy import (
     CACHE_ANSWERED_FIELDS,
@@ -48,7 +49,9 @@ from caching_proxy.policy.slices import (
     sliced_spec,
     unsatisfied_length,
 )
+from caching_proxy.store.backend import Unreadable
 from caching_proxy.store.entry import Entry, decode_headers, encode_headers
+from caching_proxy.store.slices import read_slice, write_slice
 
 Headers = list[tuple[str, str]]
 MAX_SLICES = 64  # slices one answer may gather (a 1m slice: 64 MiB); more: the usual way
@@ -116,7 +119,11 @@ class Slicer:
         store = self.shared.store
         if store is None:
             return None
-        stored = await store.slice(state.key, index)
+        try:
+            found = await store.call(read_slice(state.key, index), None, large=True)
+        except Unreadable:  # garbled: fetched again, and written over
+            found = None
+        stored = found if isinstance(found, Entry) else None
         if stored is not None:
             piece = piece_of(stored.status, stored.text_headers())
             lookup = evaluate(state.directives, stored.meta, self.shared.clock())
@@ -165,11 +172,9 @@ class Slicer:
             return None
         store = self.shared.store
         if store is not None:
-            from caching_proxy.cache.storing import expire_of
-
             expire = expire_of(entry, self.shared.settings.keep_stale)
             if expire is not None:
-                await store.put_slice(state.key, index, entry, expire)
+                await store.call(write_slice(state.key, index, entry, expire), False, large=True)
         return entry, piece, True
 
     def _entry(self, state: FlowState, request: http.Request, response: http.Response,

@@ -12,13 +12,14 @@ from collections.abc import Awaitable
 
 from mitmproxy import http
 
-from caching_proxy.cache import capacity, serve
 from caching_proxy.cache import encoding as codings
 from caching_proxy.cache import ranges as partial
-from caching_proxy.cache.coalescing import Coalescer, held_lock, lock_released
+from caching_proxy.cache import serve
+from caching_proxy.cache.coalescing import Coalescer
 from caching_proxy.cache.flow_state import FlowState, Phase, answer_as_asked, state_of
 from caching_proxy.cache.settings import Shared
 from caching_proxy.cache.stale import StaleAnswers
+from caching_proxy.cache.writes import expire_of, put, put_off_loop
 from caching_proxy.cli.options import CACHE_NAME
 from caching_proxy.policy import (
     NO_DIRECTIVES,
@@ -39,7 +40,6 @@ from caching_proxy.policy import (
 from caching_proxy.policy.encoding import KNOWN_CODINGS, compressible
 from caching_proxy.policy.tags import tags_of
 from caching_proxy.store.entry import Entry, decode_headers, encode_headers
-from caching_proxy.store.guarded import GuardedStore
 
 
 class HeadBody:
@@ -61,47 +61,6 @@ class HeadBody:
 
     def body(self) -> bytes | None:
         return None if self.parts is None else b"".join(self.parts)
-
-
-def expire_of(entry: Entry, keep_stale: float) -> float | None:
-    """Seconds to keep `entry`, or None if nothing could ever reuse it."""
-    meta = entry.meta
-    fresh_for = max(0.0, meta.ttl(meta.response_time))
-    # Kept past freshness to be revalidated, or served stale where a request (max-stale) or the
-    # origin (stale-while-revalidate, stale-if-error) allows it.
-    grace = max(meta.stale_while_revalidate, meta.stale_if_error, keep_stale)
-    return fresh_for + grace if fresh_for + grace > 0 else None
-
-
-def put(store: GuardedStore, state: FlowState, entry: Entry, expire: float) -> bool:
-    """Whether `entry` was stored, on the loop; the store lock of the flow's fill is released
-    with it (in the same call for a response without Vary: Store.put)."""
-    if not capacity.fits(store, entry):
-        return _too_large(state)
-    lock = held_lock(state)
-    stored = store.put(entry, expire, lock)
-    if stored and lock is not None:
-        lock_released(state)
-    return stored
-
-
-async def put_off_loop(store: GuardedStore | None, state: FlowState, entry: Entry,
-                       expire: float) -> bool:
-    """`put` with the store's put_off_loop (a network store, or a large value)."""
-    if store is None:
-        return False
-    if not capacity.fits(store, entry):
-        return _too_large(state)
-    lock = held_lock(state)
-    stored = await store.put_off_loop(entry, expire, lock)
-    if stored and lock is not None:
-        lock_released(state)
-    return stored
-
-
-def _too_large(state: FlowState) -> bool:
-    state.detail = state.detail or capacity.DETAIL
-    return False
 
 
 class Filler:

@@ -44,7 +44,7 @@ class Backoff:
         own = self.local_remaining()
         if own > 0 or store is None or not store.shared:
             return own
-        shared = await store.schedule(HeldOff(PAUSE_KEY), 0.0)
+        shared = await store.call(HeldOff(PAUSE_KEY), 0.0)
         if shared > 0:
             self.paused_since_answer = True
         return shared
@@ -81,5 +81,5 @@ class Backoff:
         self.paused_seconds += seconds
         self._until = max(self._until, time.monotonic() + seconds)
         if store is not None and store.shared:
-            await store.schedule(HoldOff(PAUSE_KEY, seconds), 0.0)
+            await store.call(HoldOff(PAUSE_KEY, seconds), 0.0)
         return seconds

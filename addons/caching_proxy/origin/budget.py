@@ -138,7 +138,7 @@ class Budget:
         own slot goes to the first waiter still waiting."""
         if ticket and store is not None:
             task = asyncio.get_running_loop().create_task(
-                store.schedule(GiveSlot(SLOTS_KEY, ticket), None))
+                store.call(GiveSlot(SLOTS_KEY, ticket), None))
             self._frees.add(task)
             task.add_done_callback(self._frees.discard)
         while self._waiters:
@@ -153,7 +153,7 @@ class Budget:
         store failed (this process's own bound then holds alone); None at the deadline."""
         ticket = secrets.token_hex(8)
         while True:
-            taken = await store.schedule(
+            taken = await store.call(
                 TakeSlot(SLOTS_KEY, ticket, self.limits.concurrency, SLOT_LEASE), None)
             if taken is None:
                 return ""
@@ -188,7 +188,7 @@ class Budget:
         limits = self.limits
         if store is not None and store.shared:
             missing = -1.0  # the store failed: this process's own schedule instead
-            wait = await store.schedule(
+            wait = await store.call(
                 Reserve(SCHEDULE_KEY, limits.rate, limits.burst, max_wait), missing)
             if wait != missing:
                 return wait

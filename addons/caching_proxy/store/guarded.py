@@ -41,6 +41,7 @@ from caching_proxy.store.calls import Call, HeldOff
 from caching_proxy.store.entry import Entry
 from caching_proxy.store.memory.tier import MEMORY_ONLY
 from caching_proxy.store.outage import Evidence, probe_bound
+from caching_proxy.store.steps import perform_async
 
 log = logging.getLogger(__name__)
 
@@ -267,34 +268,22 @@ class GuardedStore:
             return self.count_use(key, window)
         return await self._bounded(0, self.store.count_use_async, key, window)
 
-    async def slice(self, url: str, index: int) -> Entry | None:
-        """Store.slice_async: in a worker thread for a local store (a slice is large), within
-        the store timeout for a network one; None when the medium failed."""
-        if not self.remote:
-            try:
-                return await asyncio.to_thread(self.store.slice, url, index)
-            except STORE_ERRORS as e:
-                self.warn(e)
-                return None
-        return await self._bounded(None, self.store.slice_async, url, index)
-
-    async def put_slice(self, url: str, index: int, entry: Entry, expire: float) -> bool:
-        """Store.put_slice_async, as `slice` reads."""
-        if not self.remote:
-            try:
-                return await asyncio.to_thread(self.store.put_slice, url, index, entry, expire)
-            except STORE_ERRORS as e:
-                self.warn(e)
-                return False
-        return await self._bounded(False, self.store.put_slice_async, url, index, entry, expire)
-
-    async def schedule(self, call: Call[T], failed: F) -> T | F:
-        """Store.schedule (the origin budget's shared state): for a network store through its
-        asyncio client, waited for the store timeout at most; `failed` when the medium failed
-        or timed out (the caller falls back to a schedule of its own process)."""
-        if not self.remote:
-            return self.value(failed, self.store.schedule, call)
-        return await self._bounded(failed, self.store.schedule_async, call)
+    async def call(self, call: Call[T], failed: F, large: bool = False) -> T | F:
+        """One backend call (the origin budget's Schedules, store/slices.py's): for a network
+        store through its asyncio client, waited for the store timeout at most; for a local
+        one at once, or in a worker thread when it moves a `large` value. `failed` when the
+        medium failed or timed out."""
+        if self.remote:
+            return await self._bounded(failed, perform_async, self.store.backend, call)
+        if self._silent_until and time.monotonic() < self._silent_until:
+            return failed
+        try:
+            if large:
+                return await asyncio.to_thread(call.run, self.store.backend)
+            return call.run(self.store.backend)
+        except STORE_ERRORS as e:
+            self.warn(e)
+            return failed
 
     def release(self, name: str, token: str) -> None:
         """Give the lock back; for a network store with its asyncio client, not waited for

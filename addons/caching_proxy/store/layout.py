@@ -73,12 +73,6 @@ def tag_group(tag: str) -> str:
     return TAG_GROUP + tag
 
 
-def slice_key(url: str, index: int) -> str:
-    """The key of slice `index` of `url`: a member of its group, apart from its variants (no
-    variant generation is "slice")."""
-    return variant_prefix(url, "slice") + str(index)
-
-
 def group_of(key: str) -> str | None:
     """The group a stored key is a member of (a variant's URL), None for a URL's own key."""
     return key.split(SEP, 1)[0] if SEP in key else None
@@ -131,36 +125,13 @@ class Store:
         response larger than that is passed over, as if not stored."""
         return run(self.backend, _first_stored(self._read, url, header_sets, max_inline))
 
-    # -- slices of a large object (cache/slices.py), members of the URL's group: a purge, an
-    # invalidation or a whole response stored for the URL removes them with its variants.
-
-    def slice(self, url: str, index: int) -> Entry | None:
-        """Slice `index` of `url`, or None."""
-        found = run(self.backend, self._read(slice_key(url, index)))
-        return found if isinstance(found, Entry) else None
-
-    async def slice_async(self, url: str, index: int) -> Entry | None:
-        """`slice` through the backend's asynchronous calls, on the event loop."""
-        found = await run_async(self.backend, self._read(slice_key(url, index)))
-        return found if isinstance(found, Entry) else None
-
-    def put_slice(self, url: str, index: int, entry: Entry, expire: float) -> bool:
-        """Store slice `index` of `url` for `expire` seconds; whether it was stored."""
-        return Set(slice_key(url, index), entry, expire, group=url).run(self.backend)
-
-    async def put_slice_async(self, url: str, index: int, entry: Entry, expire: float) -> bool:
-        """`put_slice` through the backend's asynchronous side."""
-        call = Set(slice_key(url, index), entry, expire, group=url)
-        stored: bool = await perform_async(self.backend, call)
-        return stored
-
     def has_url(self, url: str) -> bool:
         """Whether anything (a response or a Vary index) is stored under `url`."""
         return self.backend.has(url)
 
     def holds_url(self, url: str) -> bool:
         """Whether anything is stored for `url`: its record, or members of its group alone
-        (slices; variants whose index expired first)."""
+        (store/slices.py's; variants whose index expired first)."""
         return self.backend.has(url) or bool(self.backend.members(url))
 
     def variant_keys(self, url: str) -> list[str]:
